@@ -1,0 +1,28 @@
+//! The state shared by the device listener, the management API and the background tasks.
+//!
+//! Ownership (one writer per field, so modules change for one reason):
+//! - `runtime`: swapped by reload (`reload.rs`), read by every request with one atomic load.
+//! - `health`: server health (`health.rs`), keyed by server identity so it survives reloads.
+//! - `metrics`: counters and histograms (`metrics.rs`), rendered by `GET /metrics`.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::model::Runtime;
+
+/// Shared gateway state. Cheap to clone via `Arc<Gateway>`.
+pub struct Gateway {
+    pub runtime: ArcSwap<Runtime>,
+}
+
+impl Gateway {
+    pub fn new(runtime: Runtime) -> Arc<Self> {
+        Arc::new(Self { runtime: ArcSwap::from_pointee(runtime) })
+    }
+
+    /// The config in force now (one atomic load; hold it for one request, not longer).
+    pub fn current(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
+}
