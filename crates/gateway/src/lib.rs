@@ -2,6 +2,31 @@
 //! accept → authenticate device → decide access → route → pick server → forward → filter response.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod config;
+pub mod error;
 pub mod model;
 pub mod state;
+
+// Data plane: the request path and what it keeps between requests.
+pub mod activesync;
+pub mod audit;
+pub mod connect;
+pub mod forward;
+pub mod health;
+pub mod listener;
+pub mod metrics;
+pub mod pick;
+pub mod proxy;
+pub mod route;
+pub mod timeout;
+
+pub use listener::serve_devices;
+
+// Control plane: config validation, management API, reload, process lifecycle.
+pub mod atomic_file;
+pub mod devcert;
+pub mod management;
+pub mod reload;
+pub mod server;
+pub mod validate;

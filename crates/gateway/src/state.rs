@@ -14,11 +14,27 @@ use crate::model::Runtime;
 /// Shared gateway state. Cheap to clone via `Arc<Gateway>`.
 pub struct Gateway {
     pub runtime: ArcSwap<Runtime>,
+    pub health: crate::health::HealthRegistry,
+    pub metrics: crate::metrics::Metrics,
+    /// Idle server connections per server (`connect.rs`).
+    pub pool: crate::connect::Pool,
+    /// Round-robin positions per service (`pick.rs`).
+    pub round_robin: crate::pick::RoundRobin,
+    /// Last Ping heartbeat per (user, DeviceId) (`timeout.rs`).
+    pub heartbeats: crate::timeout::Heartbeats,
 }
 
 impl Gateway {
     pub fn new(runtime: Runtime) -> Arc<Self> {
-        Arc::new(Self { runtime: ArcSwap::from_pointee(runtime) })
+        let health = crate::health::HealthRegistry::default();
+        Arc::new(Self {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics: crate::metrics::Metrics::new(health.clone()),
+            health,
+            pool: Default::default(),
+            round_robin: Default::default(),
+            heartbeats: Default::default(),
+        })
     }
 
     /// The config in force now (one atomic load; hold it for one request, not longer).

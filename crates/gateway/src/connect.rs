@@ -1,0 +1,268 @@
+//! Connections to ActiveSync servers: TCP + TLS (SNI, host-name verification) within the connect
+//! timeout, the HTTP/1.1 handshake, and a small per-server pool of idle connections.
+//!
+//! The pool never decides to resend a request: it hands out a connection, and the caller uses
+//! `try_send_request`, which gives the request back only when hyper never started writing it.
+//! Idle connections expire below the server's keep-alive (IIS: 120 s) so the pool rarely hands
+//! out one the server is closing.
+
+use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::forward::UpBody;
+use crate::model::ServerAddr;
+
+/// A server socket, plain or TLS.
+pub enum ServerStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ServerStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ServerStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ServerStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ServerStream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ServerStream::Plain(s) => s.is_write_vectored(),
+            ServerStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ServerStream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ServerStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ServerStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// TCP + TLS to `server` within `timeout`. TLS when `tls` is set: SNI and certificate name are the
+/// server's host; a name mismatch is logged with the names the certificate was issued to.
+pub async fn connect(
+    server: &ServerAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    timeout: Duration,
+) -> Result<ServerStream> {
+    match tokio::time::timeout(timeout, connect_inner(server, tls)).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::ConnectTimeout {
+            server: server.clone(),
+            timeout,
+        }),
+    }
+}
+
+async fn connect_inner(
+    server: &ServerAddr,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<ServerStream> {
+    let tcp = TcpStream::connect((server.host.as_str(), server.port))
+        .await
+        .map_err(|source| Error::Connect {
+            server: server.clone(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    let Some(cfg) = tls else {
+        return Ok(ServerStream::Plain(tcp));
+    };
+    let name = ServerName::try_from(server.host.clone()).map_err(|_| Error::InvalidServerName {
+        name: server.host.clone(),
+    })?;
+    let connector = tokio_rustls::TlsConnector::from(cfg.clone());
+    match connector.connect(name, tcp).await {
+        Ok(s) => Ok(ServerStream::Tls(Box::new(s))),
+        Err(e) => {
+            let reason = describe_tls_error(&e);
+            tracing::warn!(server = %server, %reason, "server TLS failed");
+            Err(Error::ServerTls {
+                server: server.clone(),
+                reason,
+            })
+        }
+    }
+}
+
+/// A TLS failure in words an admin can act on: for a name mismatch, the names the certificate was
+/// issued to.
+fn describe_tls_error(e: &io::Error) -> String {
+    use rustls::{CertificateError, Error as TlsError};
+    let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<TlsError>()) else {
+        return e.to_string();
+    };
+    match inner {
+        TlsError::InvalidCertificate(CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        }) => {
+            format!(
+                "certificate is not valid for {}: it was issued to {}",
+                expected.to_str(),
+                if presented.is_empty() {
+                    "no names".to_string()
+                } else {
+                    presented.join(", ")
+                }
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
+/// HTTP/1.1 on a fresh server connection; the connection task runs until the server or the
+/// last sender closes it.
+pub async fn handshake(
+    server: &ServerAddr,
+    io: ServerStream,
+) -> Result<http1::SendRequest<UpBody>> {
+    let (sender, conn) = http1::Builder::new()
+        .preserve_header_case(true)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|source| Error::Handshake {
+            server: server.clone(),
+            source,
+        })?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "server connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// One idle server connection.
+struct Idle {
+    sender: http1::SendRequest<UpBody>,
+    tls: bool,
+    since: Instant,
+}
+
+/// Idle connections of one server. The lock is per server and held only to push or pop.
+#[derive(Default)]
+pub struct IdleList {
+    conns: parking_lot::Mutex<Vec<Idle>>,
+}
+
+/// Most idle connections kept per server; more are closed on return.
+const MAX_IDLE_PER_SERVER: usize = 256;
+
+impl IdleList {
+    /// The most recently used live connection (LIFO keeps few sockets warm).
+    pub fn take(&self, tls: bool, idle_timeout: Duration) -> Option<http1::SendRequest<UpBody>> {
+        let now = Instant::now();
+        let mut conns = self.conns.lock();
+        while let Some(idle) = conns.pop() {
+            if idle.tls == tls
+                && !idle.sender.is_closed()
+                && now.duration_since(idle.since) < idle_timeout
+            {
+                return Some(idle.sender);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection after its response completed.
+    pub fn put(&self, sender: http1::SendRequest<UpBody>, tls: bool) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut conns = self.conns.lock();
+        if conns.len() >= MAX_IDLE_PER_SERVER {
+            conns.retain(|c| !c.sender.is_closed());
+            if conns.len() >= MAX_IDLE_PER_SERVER {
+                return;
+            }
+        }
+        conns.push(Idle {
+            sender,
+            tls,
+            since: Instant::now(),
+        });
+    }
+
+    /// Idle connections now (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.conns.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Idle connections per server, keyed like health so they survive reloads.
+#[derive(Default)]
+pub struct Pool {
+    map: ArcSwap<HashMap<ServerAddr, Arc<IdleList>>>,
+    write: parking_lot::Mutex<()>,
+}
+
+impl Pool {
+    /// The idle list of `server` (lock-free read; a new server is added once).
+    pub fn idle(&self, server: &ServerAddr) -> Arc<IdleList> {
+        if let Some(l) = self.map.load().get(server) {
+            return l.clone();
+        }
+        let _g = self.write.lock();
+        let cur = self.map.load_full();
+        if let Some(l) = cur.get(server) {
+            return l.clone();
+        }
+        let mut next = (*cur).clone();
+        let l = Arc::new(IdleList::default());
+        next.insert(server.clone(), l.clone());
+        self.map.store(Arc::new(next));
+        l
+    }
+}

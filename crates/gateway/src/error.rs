@@ -1,0 +1,238 @@
+//! The gateway's one error type. Every variant carries the value that failed, says whether the
+//! request may be retried on another server (only when provably nothing was sent) and whose fault
+//! it is, so the proxy picks the status in one place ([`Error::status`]) and health accounting
+//! knows which failures count against a server.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::model::ServerAddr;
+
+/// Who caused a failure: decides the log level and whether a server's health suffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The device sent something we refuse (bad path, too large, too slow).
+    Device,
+    /// A server failed (connect, TLS, reset, timeout).
+    Server,
+    /// The gateway's own configuration (service disabled, unusable server name).
+    Config,
+}
+
+/// Everything that can go wrong on the request path.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The path is not an ActiveSync endpoint: the gateway is not an open proxy.
+    #[error("not an ActiveSync path: {path}")]
+    NotActiveSync { path: String },
+
+    /// `activesync.enabled = false`.
+    #[error("ActiveSync is disabled")]
+    ActiveSyncDisabled,
+
+    /// Request body larger than `limits.max_request_body_bytes`.
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+
+    /// The device stopped sending its request body for longer than the socket timeout, or the
+    /// body stream broke.
+    #[error("device request body failed: {reason}")]
+    DeviceBody { reason: String },
+
+    /// No server of the service is live (or none could be connected to).
+    #[error("no live server for service {service}")]
+    NoLiveServer {
+        service: String,
+        retry_after: Duration,
+    },
+
+    /// TCP connect to a server failed (refused, unreachable). Nothing was sent.
+    #[error("connect to {server} failed: {source}")]
+    Connect {
+        server: ServerAddr,
+        source: std::io::Error,
+    },
+
+    /// TCP + TLS connect did not finish within `server_connection_timeout`.
+    #[error("connect to {server} timed out after {timeout:?}")]
+    ConnectTimeout {
+        server: ServerAddr,
+        timeout: Duration,
+    },
+
+    /// TLS handshake with a server failed (certificate, name, protocol). Nothing was sent.
+    #[error("TLS to {server} failed: {reason}")]
+    ServerTls { server: ServerAddr, reason: String },
+
+    /// The server host is not a valid TLS server name.
+    #[error("server name {name} is not valid for TLS")]
+    InvalidServerName { name: String },
+
+    /// The HTTP handshake on a fresh server connection failed.
+    #[error("HTTP handshake with {server} failed: {source}")]
+    Handshake {
+        server: ServerAddr,
+        source: hyper::Error,
+    },
+
+    /// The server connection broke after request bytes went out: never resent.
+    #[error("server {server} failed after the request was sent: {source}")]
+    Upstream {
+        server: ServerAddr,
+        source: hyper::Error,
+    },
+
+    /// No response headers within the response timeout (long polls: heartbeat + margin).
+    #[error("server {server} sent no response within {timeout:?}")]
+    ResponseTimeout {
+        server: ServerAddr,
+        timeout: Duration,
+    },
+
+    // --- Control plane (config, management API, process lifecycle) ---
+    /// A config failed validation; every problem is listed (the management API answers 422).
+    #[error("invalid config: {}", crate::validate::FieldError::join(errors))]
+    InvalidConfig {
+        errors: Vec<crate::validate::FieldError>,
+    },
+
+    /// Saving the config file failed; the previous config stays in force.
+    #[error("cannot save config to {}: {source}", path.display())]
+    ConfigSave {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+
+    /// A listener could not be bound (address in use, no permission for a low port).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+
+    /// A signal handler could not be installed.
+    #[error("cannot handle {name}: {source}")]
+    Signal {
+        name: &'static str,
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// True when nothing reached a server, so the same request may go to the next live one.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Connect { .. }
+                | Error::ConnectTimeout { .. }
+                | Error::ServerTls { .. }
+                | Error::Handshake { .. }
+        )
+    }
+
+    /// Whose fault it is.
+    pub fn blame(&self) -> Blame {
+        match self {
+            Error::NotActiveSync { .. } | Error::BodyTooLarge { .. } | Error::DeviceBody { .. } => {
+                Blame::Device
+            }
+            Error::ActiveSyncDisabled
+            | Error::InvalidServerName { .. }
+            | Error::InvalidConfig { .. }
+            | Error::ConfigSave { .. }
+            | Error::Bind { .. }
+            | Error::Signal { .. } => Blame::Config,
+            Error::NoLiveServer { .. }
+            | Error::Connect { .. }
+            | Error::ConnectTimeout { .. }
+            | Error::ServerTls { .. }
+            | Error::Handshake { .. }
+            | Error::Upstream { .. }
+            | Error::ResponseTimeout { .. } => Blame::Server,
+        }
+    }
+
+    /// The server this error is about, if any (for health accounting and logs).
+    pub fn server(&self) -> Option<&ServerAddr> {
+        match self {
+            Error::Connect { server, .. }
+            | Error::ConnectTimeout { server, .. }
+            | Error::ServerTls { server, .. }
+            | Error::Handshake { server, .. }
+            | Error::Upstream { server, .. }
+            | Error::ResponseTimeout { server, .. } => Some(server),
+            _ => None,
+        }
+    }
+
+    /// The one mapping from errors to the HTTP status the device sees.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::NotActiveSync { .. } => StatusCode::NOT_FOUND,
+            Error::ActiveSyncDisabled | Error::NoLiveServer { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::DeviceBody { .. } => StatusCode::BAD_REQUEST,
+            Error::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::InvalidConfig { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::ConfigSave { .. } | Error::Bind { .. } | Error::Signal { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            Error::Connect { .. }
+            | Error::ConnectTimeout { .. }
+            | Error::ServerTls { .. }
+            | Error::InvalidServerName { .. }
+            | Error::Handshake { .. }
+            | Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// `Retry-After` seconds for 503 answers (ActiveSync clients honour it).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::NoLiveServer { retry_after, .. } => Some(*retry_after),
+            Error::ActiveSyncDisabled => Some(Duration::from_secs(300)),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_retry() {
+        let s = ServerAddr {
+            host: "a".into(),
+            port: 1,
+        };
+        let refused = Error::Connect {
+            server: s.clone(),
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        assert!(refused.retryable());
+        assert_eq!(refused.blame(), Blame::Server);
+        let t = Error::ResponseTimeout {
+            server: s,
+            timeout: Duration::from_secs(1),
+        };
+        assert!(!t.retryable());
+        assert_eq!(t.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(
+            Error::BodyTooLarge { limit: 1 }.status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            Error::NotActiveSync {
+                path: "/owa".into()
+            }
+            .blame(),
+            Blame::Device
+        );
+    }
+}

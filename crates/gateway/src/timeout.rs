@@ -1,0 +1,161 @@
+//! Timeouts that hyper does not give us: the server response deadline (long polls get their
+//! heartbeat plus a margin instead of the 60 s default), the socket silence timer used by the
+//! body wrappers in [`crate::forward`] (bodies only: a parked Ping is silent by design), and the
+//! per-device memory of the last Ping heartbeat (an empty Ping reuses it).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Context;
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use crate::activesync::LongPoll;
+use crate::model::Timeouts;
+
+/// Heartbeat assumed for a long poll whose heartbeat is unknown: the largest Exchange allows.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(3540);
+
+/// Most (user, DeviceId) pairs remembered; the map is cleared when full (a forgotten device just
+/// gets the 3540 s default once).
+const MAX_REMEMBERED: usize = 100_000;
+
+/// `(user, DeviceId)`.
+type DeviceKey = (Box<str>, Box<str>);
+
+/// The last Ping heartbeat per (user, DeviceId). Touched only by Ping requests.
+#[derive(Default)]
+pub struct Heartbeats {
+    map: parking_lot::Mutex<HashMap<DeviceKey, u32>>,
+}
+
+impl Heartbeats {
+    pub fn remember(&self, user: &str, device: &str, secs: u32) {
+        let mut m = self.map.lock();
+        if m.len() >= MAX_REMEMBERED && !m.contains_key(&(user.into(), device.into())) {
+            m.clear();
+        }
+        m.insert((user.into(), device.into()), secs);
+    }
+
+    pub fn recall(&self, user: &str, device: &str) -> Option<u32> {
+        self.map
+            .lock()
+            .get(&(Box::from(user), Box::from(device)))
+            .copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Request sent → response headers. Long polls: heartbeat + margin, never less than the normal
+/// response timeout.
+pub fn response_timeout(t: &Timeouts, poll: LongPoll, remembered: Option<u32>) -> Duration {
+    let heartbeat = match poll {
+        LongPoll::No => return t.server_response,
+        LongPoll::Heartbeat(s) => Duration::from_secs(u64::from(s)),
+        LongPoll::Unknown => {
+            remembered.map_or(DEFAULT_HEARTBEAT, |s| Duration::from_secs(u64::from(s)))
+        }
+    };
+    (heartbeat + t.long_poll_margin).max(t.server_response)
+}
+
+pin_project! {
+    /// Fires after `timeout` without activity. Activity only stores a time stamp; the timer is
+    /// re-armed when it fires early, so a busy stream does not touch the timer wheel per frame.
+    pub struct IdleTimer {
+        #[pin]
+        sleep: Sleep,
+        timeout: Duration,
+        last: Instant,
+    }
+}
+
+impl IdleTimer {
+    pub fn new(timeout: Duration) -> Self {
+        let now = Instant::now();
+        Self {
+            sleep: tokio::time::sleep_until(now + timeout),
+            timeout,
+            last: now,
+        }
+    }
+
+    /// Bytes moved: push the deadline out.
+    pub fn touch(self: Pin<&mut Self>) {
+        *self.project().last = Instant::now();
+    }
+
+    /// True when the stream has been silent for `timeout`.
+    pub fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        let mut this = self.project();
+        loop {
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let deadline = *this.last + *this.timeout;
+            if deadline <= Instant::now() {
+                return true;
+            }
+            this.sleep.as_mut().reset(deadline);
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t() -> Timeouts {
+        Timeouts {
+            socket_read_write: Duration::from_secs(10),
+            server_connect: Duration::from_secs(10),
+            server_response: Duration::from_secs(60),
+            device_request: Duration::from_secs(10),
+            long_poll_margin: Duration::from_secs(120),
+            drain: Duration::from_secs(30),
+            server_pool_idle: Duration::from_secs(90),
+        }
+    }
+
+    #[test]
+    fn long_poll_timeouts() {
+        assert_eq!(
+            response_timeout(&t(), LongPoll::No, Some(900)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            response_timeout(&t(), LongPoll::Heartbeat(480), None),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            response_timeout(&t(), LongPoll::Unknown, None),
+            Duration::from_secs(3660)
+        );
+        assert_eq!(
+            response_timeout(&t(), LongPoll::Unknown, Some(900)),
+            Duration::from_secs(1020)
+        );
+    }
+
+    #[test]
+    fn heartbeat_memory() {
+        let h = Heartbeats::default();
+        h.remember("u", "d", 480);
+        assert_eq!(h.recall("u", "d"), Some(480));
+        assert_eq!(h.recall("u", "e"), None);
+    }
+}
