@@ -144,17 +144,26 @@ fn describe_tls_error(e: &io::Error) -> String {
             expected,
             presented,
         }) => {
+            let names: Vec<&str> = presented.iter().map(|n| bare_name(n)).collect();
+            let issued_to = if names.is_empty() {
+                "no names".to_string()
+            } else {
+                names.join(", ")
+            };
             format!(
-                "certificate is not valid for {}: it was issued to {}",
-                expected.to_str(),
-                if presented.is_empty() {
-                    "no names".to_string()
-                } else {
-                    presented.join(", ")
-                }
+                "certificate is not valid for {}: it was issued to {issued_to}",
+                expected.to_str()
             )
         }
         other => other.to_string(),
+    }
+}
+
+/// rustls reports names as `DnsName("mail.example")`: keep what is inside the quotes.
+fn bare_name(n: &str) -> &str {
+    match (n.find('"'), n.rfind('"')) {
+        (Some(a), Some(b)) if b > a => &n[a + 1..b],
+        _ => n,
     }
 }
 

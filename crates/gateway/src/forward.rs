@@ -111,7 +111,13 @@ fn prefix_eq(n: &[u8], a: &[u8], prefix: u8) -> bool {
 /// Sets `X-Forwarded-For` / `X-Forwarded-Proto`. Incoming values are believed only from a
 /// trusted proxy (then the peer is appended); otherwise they are replaced. Returns the client
 /// address for the audit line: the address the trusted proxy saw, or the peer.
-pub fn set_forwarded(h: &mut HeaderMap, peer: IpAddr, trusted: bool, tls: bool) -> IpAddr {
+pub fn set_forwarded(
+    h: &mut HeaderMap,
+    peer: IpAddr,
+    peer_value: &HeaderValue,
+    trusted: bool,
+    tls: bool,
+) -> IpAddr {
     const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
     const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
     let mut client = peer;
@@ -133,12 +139,16 @@ pub fn set_forwarded(h: &mut HeaderMap, peer: IpAddr, trusted: bool, tls: bool) 
     } else {
         None
     };
-    let value = match prior {
-        Some(p) if !p.is_empty() => format!("{p}, {peer}"),
-        _ => peer.to_string(),
-    };
-    if let Ok(v) = HeaderValue::try_from(value) {
-        h.insert(XFF, v);
+    match prior {
+        Some(p) if !p.is_empty() => {
+            if let Ok(v) = HeaderValue::try_from(format!("{p}, {peer}")) {
+                h.insert(XFF, v);
+            }
+        }
+        // The common case: no allocation, the peer's value is made once per connection.
+        _ => {
+            h.insert(XFF, peer_value.clone());
+        }
     }
     if !(trusted && h.contains_key(&XFP)) {
         h.insert(
@@ -332,11 +342,19 @@ impl DownBody {
         exchange: Exchange,
         policy: ServerPolicy,
     ) -> Self {
+        // An empty body is never polled by hyper: the connection is free right away.
+        let server = reuse.server.clone();
+        let reuse = if inner.is_end_stream() {
+            reuse.give_back();
+            None
+        } else {
+            Some(reuse)
+        };
         Self {
             inner,
             timer: IdleTimer::new(silence),
-            server: reuse.server.clone(),
-            reuse: Some(reuse),
+            server,
+            reuse,
             exchange: Some(exchange),
             policy,
             bytes: 0,
@@ -489,13 +507,14 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(set_forwarded(&mut h, peer, false, true), peer);
+        let pv = HeaderValue::from_static("10.0.0.1");
+        assert_eq!(set_forwarded(&mut h, peer, &pv, false, true), peer);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
         h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
-        let client = set_forwarded(&mut h, peer, true, false);
+        let client = set_forwarded(&mut h, peer, &pv, true, false);
         assert_eq!(client, "1.2.3.4".parse::<IpAddr>().unwrap());
         assert_eq!(h["x-forwarded-for"], "1.2.3.4, 10.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{Method, Request, header};
+use http::{HeaderValue, Method, Request, header};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -30,6 +30,9 @@ pub struct ServerHealth {
     pub addr: ServerAddr,
     /// `host:port`, shared by metrics and audit lines without re-formatting.
     pub label: Arc<str>,
+    /// `Host` values for plain and TLS (made once: no formatting per request).
+    host_plain: HeaderValue,
+    host_tls: HeaderValue,
     /// Fast path: false while the server is dead.
     live: AtomicBool,
     state: parking_lot::Mutex<State>,
@@ -49,10 +52,21 @@ impl ServerHealth {
     fn new(addr: ServerAddr) -> Self {
         Self {
             label: addr.to_string().into(),
+            host_plain: crate::forward::host_header(&addr, false),
+            host_tls: crate::forward::host_header(&addr, true),
             addr,
             live: AtomicBool::new(true),
             state: parking_lot::Mutex::new(State::default()),
             failures_total: AtomicU64::new(0),
+        }
+    }
+
+    /// The `Host` header for this server.
+    pub fn host_header(&self, tls: bool) -> HeaderValue {
+        if tls {
+            self.host_tls.clone()
+        } else {
+            self.host_plain.clone()
         }
     }
 

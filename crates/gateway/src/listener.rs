@@ -113,15 +113,27 @@ async fn serve_connection(
             };
             // ALPN decides; no preface sniffing (which would wait without a timeout).
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            let builder = if h2 { builder.http2_only() } else { builder.http1_only() };
-            drive(builder.serve_connection(TokioIo::new(stream), service), stop).await;
+            let builder = if h2 {
+                builder.http2_only()
+            } else {
+                builder.http1_only()
+            };
+            drive(
+                builder.serve_connection(TokioIo::new(stream), service),
+                stop,
+            )
+            .await;
         }
         None => {
             let Some(h2) = sniff_h2(&tcp, first_bytes).await else {
                 tracing::debug!(%peer, "device sent no request in time");
                 return;
             };
-            let builder = if h2 { builder.http2_only() } else { builder.http1_only() };
+            let builder = if h2 {
+                builder.http2_only()
+            } else {
+                builder.http1_only()
+            };
             drive(builder.serve_connection(TokioIo::new(tcp), service), stop).await;
         }
     }

@@ -43,6 +43,8 @@ pub struct DeviceConn {
     pub id: u64,
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer address as a header value (`X-Forwarded-For`), made once per connection.
+    peer_value: HeaderValue,
     seq: AtomicU32,
     conn_auth: AtomicBool,
     pinned: parking_lot::Mutex<Option<Pinned>>,
@@ -60,6 +62,8 @@ impl DeviceConn {
             id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             peer,
             tls,
+            peer_value: HeaderValue::try_from(peer.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             seq: AtomicU32::new(0),
             conn_auth: AtomicBool::new(false),
             pinned: parking_lot::Mutex::new(None),
@@ -154,7 +158,13 @@ async fn serve(
     forward::strip_hop_by_hop(&mut parts.headers);
     let trusted =
         !rt.trusted_proxies.is_empty() && forward::is_trusted(conn.peer.ip(), &rt.trusted_proxies);
-    let client = forward::set_forwarded(&mut parts.headers, conn.peer.ip(), trusted, conn.tls);
+    let client = forward::set_forwarded(
+        &mut parts.headers,
+        conn.peer.ip(),
+        &conn.peer_value,
+        trusted,
+        conn.tls,
+    );
     if let Some(ex) = ex.as_mut() {
         ex.client = client;
     }
@@ -337,7 +347,7 @@ async fn pick_and_send(
         && ready(&mut p.sender, rt.timeouts.server_connect).await
     {
         req.headers_mut()
-            .insert(header::HOST, forward::host_header(&p.server.addr, tls));
+            .insert(header::HOST, p.server.host_header(tls));
         match send_on(p.sender, req, rto, &p.server).await {
             Ok((resp, sender)) => {
                 let reuse = Reuse {
@@ -363,7 +373,7 @@ async fn pick_and_send(
             continue;
         }
         req.headers_mut()
-            .insert(header::HOST, forward::host_header(&server.addr, tls));
+            .insert(header::HOST, server.host_header(tls));
         match send_to(gw, rt, conn, &server, req, rto, pin).await {
             Ok(ok) => return Ok(ok),
             Err((e, Some(r))) => {
@@ -486,7 +496,11 @@ async fn send_to(
 /// Waits until a kept connection can take a request (it finishes the previous exchange first);
 /// false when it closed meanwhile.
 async fn ready(sender: &mut SendRequest<UpBody>, within: Duration) -> bool {
-    !sender.is_closed() && matches!(tokio::time::timeout(within, sender.ready()).await, Ok(Ok(())))
+    !sender.is_closed()
+        && matches!(
+            tokio::time::timeout(within, sender.ready()).await,
+            Ok(Ok(()))
+        )
 }
 
 /// Sends on one connection and waits for the response headers within `rto`. The request comes

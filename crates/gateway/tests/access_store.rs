@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::access::{
-    AccessMode, AccessPolicy, AccessState, Action, AllowBlock, AssociationQuery, DeviceAccess, PortalSync, Reason,
-    Reasons, RequestInfo, Rule, Timestamp, WipeAck,
+    AccessMode, AccessPolicy, AccessState, Action, AllowBlock, AssociationQuery, DeviceAccess,
+    PortalSync, Reason, Reasons, RequestInfo, Rule, Timestamp, WipeAck,
 };
 
 fn req<'a>(user: &'a str, device_id: &'a str) -> RequestInfo<'a> {
@@ -33,11 +33,20 @@ async fn patch(a: &DeviceAccess, body: &str) {
 async fn unregistered_allow_and_block() {
     let a = access(AccessPolicy::default());
     let d = a.check(&req("alice", "D1"));
-    assert_eq!((d.action, d.rule), (Action::Allow, Rule::UnregisteredAllowed));
+    assert_eq!(
+        (d.action, d.rule),
+        (Action::Allow, Rule::UnregisteredAllowed)
+    );
 
-    let a = access(AccessPolicy { unregistered: AllowBlock::Block, ..AccessPolicy::default() });
+    let a = access(AccessPolicy {
+        unregistered: AllowBlock::Block,
+        ..AccessPolicy::default()
+    });
     let d = a.check(&req("alice", "D1"));
-    assert_eq!((d.action, d.rule), (Action::Block, Rule::UnregisteredBlocked));
+    assert_eq!(
+        (d.action, d.rule),
+        (Action::Block, Rule::UnregisteredBlocked)
+    );
     patch(&a, r#"{"devices":[{"user":"alice","device_id":"d1","state":"allowed","reasons":["registered"]}]}"#).await;
     let d = a.check(&req("ALICE", "D1"));
     assert_eq!((d.action, d.rule), (Action::Allow, Rule::ListedAllowed));
@@ -57,11 +66,17 @@ async fn manual_block_and_unblock() {
 
 #[tokio::test]
 async fn per_mailbox_limit_counts_admitted_devices() {
-    let a = access(AccessPolicy { max_devices_per_mailbox: 2, ..AccessPolicy::default() });
+    let a = access(AccessPolicy {
+        max_devices_per_mailbox: 2,
+        ..AccessPolicy::default()
+    });
     assert_eq!(a.check(&req("carol", "d1")).action, Action::Allow);
     assert_eq!(a.check(&req("carol", "d2")).action, Action::Allow);
     let third = a.check(&req("carol", "d3"));
-    assert_eq!((third.action, third.rule), (Action::Block, Rule::PerMailboxLimit { limit: 2, count: 2 }));
+    assert_eq!(
+        (third.action, third.rule),
+        (Action::Block, Rule::PerMailboxLimit { limit: 2, count: 2 })
+    );
     // Existing devices keep working; the blocked one stays blocked and does not count.
     assert_eq!(a.check(&req("carol", "D1")).action, Action::Allow);
     assert_eq!(a.check(&req("carol", "d3")).action, Action::Block);
@@ -78,13 +93,21 @@ async fn per_mailbox_limit_counts_admitted_devices() {
 
 #[tokio::test]
 async fn portal_unreachable_new_devices() {
-    let a = access(AccessPolicy { when_portal_unreachable: AllowBlock::Block, ..AccessPolicy::default() });
+    let a = access(AccessPolicy {
+        when_portal_unreachable: AllowBlock::Block,
+        ..AccessPolicy::default()
+    });
     a.set_portal(PortalSync::InSync);
     assert_eq!(a.check(&req("erin", "old")).action, Action::Allow);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    a.set_portal(PortalSync::Unreachable { since: Timestamp::now() });
+    a.set_portal(PortalSync::Unreachable {
+        since: Timestamp::now(),
+    });
     let d = a.check(&req("erin", "new"));
-    assert_eq!((d.action, d.rule), (Action::Block, Rule::PortalUnreachableNewBlocked));
+    assert_eq!(
+        (d.action, d.rule),
+        (Action::Block, Rule::PortalUnreachableNewBlocked)
+    );
     // A device seen before the outage keeps its rule.
     assert_eq!(a.check(&req("erin", "old")).rule, Rule::UnregisteredAllowed);
     a.set_portal(PortalSync::InSync);
@@ -104,18 +127,28 @@ async fn report_only_lets_everything_through() {
     assert_eq!(d.rule.effective(), &Rule::UnregisteredBlocked);
     // The association records what enforce would have done.
     let assoc = a.association("frank", "D1").unwrap();
-    assert_eq!((assoc.access, assoc.rule.as_str(), assoc.admitted), (Action::Block, "unregistered_blocked", false));
+    assert_eq!(
+        (assoc.access, assoc.rule.as_str(), assoc.admitted),
+        (Action::Block, "unregistered_blocked", false)
+    );
 }
 
 #[tokio::test]
 async fn wipe_exchange_state_transitions() {
     let a = access(AccessPolicy::default());
     a.check(&req("gina", "lost1"));
-    patch(&a, r#"{"devices":[{"user":"gina","device_id":"lost1","state":"wipe","reasons":["manual"]}]}"#).await;
+    patch(
+        &a,
+        r#"{"devices":[{"user":"gina","device_id":"lost1","state":"wipe","reasons":["manual"]}]}"#,
+    )
+    .await;
     let d = a.check(&req("gina", "lost1"));
     assert_eq!((d.action, d.rule), (Action::Wipe, Rule::ListedWipe));
     assert!(a.wipe_sent("gina", "LOST1"));
-    assert_eq!(a.wipe_acknowledged("gina", "lost1", 2), WipeAck::Failed { status: 2 });
+    assert_eq!(
+        a.wipe_acknowledged("gina", "lost1", 2),
+        WipeAck::Failed { status: 2 }
+    );
     let e = a.entry("gina", "lost1").unwrap();
     assert_eq!(e.state, AccessState::Wipe);
     let w = e.wipe.unwrap();
@@ -134,7 +167,11 @@ async fn wipe_exchange_state_transitions() {
     assert!(!a.wipe_sent("gina", "lost1"));
     assert_eq!(a.wipe_acknowledged("gina", "lost1", 1), WipeAck::NotPending);
     // The portal repeating "wipe" does not re-arm it.
-    patch(&a, r#"{"devices":[{"user":"gina","device_id":"lost1","state":"wipe","reasons":["manual"]}]}"#).await;
+    patch(
+        &a,
+        r#"{"devices":[{"user":"gina","device_id":"lost1","state":"wipe","reasons":["manual"]}]}"#,
+    )
+    .await;
     assert_eq!(a.entry("gina", "lost1").unwrap().state, AccessState::Wiped);
     // Not marked: nothing recorded.
     assert!(!a.wipe_sent("gina", "other"));
@@ -144,7 +181,11 @@ async fn wipe_exchange_state_transitions() {
 #[tokio::test]
 async fn invalid_body_changes_nothing() {
     let a = access(AccessPolicy::default());
-    patch(&a, r#"{"devices":[{"user":"h","device_id":"d1","state":"blocked"}]}"#).await;
+    patch(
+        &a,
+        r#"{"devices":[{"user":"h","device_id":"d1","state":"blocked"}]}"#,
+    )
+    .await;
     let before = a.entries();
     let err = a
         .patch(br#"{"devices":[{"user":"h","device_id":"d2","state":"allowed"},{"user":"h","device_id":"bad id","state":"allowed"}],"remove":[{"user":"h","device_id":"d1"}]}"#)
@@ -153,7 +194,10 @@ async fn invalid_body_changes_nothing() {
     assert_eq!(err.http_status(), 422);
     assert!(err.to_string().contains("devices[1].device_id"), "{err}");
     assert_eq!(a.entries(), before);
-    let err = a.replace(br#"{"devices":[{"user":"h","device_id":"d2","state":"wiped"}]}"#).await.unwrap_err();
+    let err = a
+        .replace(br#"{"devices":[{"user":"h","device_id":"d2","state":"wiped"}]}"#)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("devices[0].state"), "{err}");
     assert_eq!(a.entries(), before);
 }
@@ -169,39 +213,67 @@ async fn blocked_signal_ends_parked_requests() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(!parked.is_finished());
     // A change to someone else does not end it.
-    patch(&a, r#"{"devices":[{"user":"ivan","device_id":"x","state":"blocked"}]}"#).await;
+    patch(
+        &a,
+        r#"{"devices":[{"user":"ivan","device_id":"x","state":"blocked"}]}"#,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(!parked.is_finished());
     patch(&a, r#"{"devices":[{"user":"IVAN","device_id":"PINGER","state":"blocked","reasons":["manual"]}]}"#).await;
-    let d = tokio::time::timeout(Duration::from_secs(5), parked).await.unwrap().unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(5), parked)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((d.action, d.rule), (Action::Block, Rule::ListedBlocked));
     assert!(!bystander.is_finished());
     bystander.abort();
 
     // Already blocked when the signal is created: resolves at once (no lost change).
-    let d = tokio::time::timeout(Duration::from_secs(5), a.blocked_signal("ivan", "pinger")).await.unwrap();
+    let d = tokio::time::timeout(Duration::from_secs(5), a.blocked_signal("ivan", "pinger"))
+        .await
+        .unwrap();
     assert_eq!(d.action, Action::Block);
 
     // A policy change that blocks unregistered devices reaches parked requests too.
     let parked = tokio::spawn(a.blocked_signal("judy", "d"));
     tokio::time::sleep(Duration::from_millis(10)).await;
     a.check(&req("judy", "d"));
-    a.set_policy(AccessPolicy { unregistered: AllowBlock::Block, ..AccessPolicy::default() });
-    let d = tokio::time::timeout(Duration::from_secs(5), parked).await.unwrap().unwrap();
+    a.set_policy(AccessPolicy {
+        unregistered: AllowBlock::Block,
+        ..AccessPolicy::default()
+    });
+    let d = tokio::time::timeout(Duration::from_secs(5), parked)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.rule, Rule::UnregisteredBlocked);
 
     // Wipe ends a parked request as well.
     let a = access(AccessPolicy::default());
     let parked = tokio::spawn(a.blocked_signal("k", "d"));
-    patch(&a, r#"{"devices":[{"user":"k","device_id":"d","state":"wipe"}]}"#).await;
-    let d = tokio::time::timeout(Duration::from_secs(5), parked).await.unwrap().unwrap();
+    patch(
+        &a,
+        r#"{"devices":[{"user":"k","device_id":"d","state":"wipe"}]}"#,
+    )
+    .await;
+    let d = tokio::time::timeout(Duration::from_secs(5), parked)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.action, Action::Wipe);
 }
 
 #[tokio::test]
 async fn associations_record_query_and_bound() {
-    let a = access(AccessPolicy { max_associations: 64, ..AccessPolicy::default() });
-    let r = RequestInfo { command: Some("FolderSync"), ..req("Lena", "ApplXYZ") };
+    let a = access(AccessPolicy {
+        max_associations: 64,
+        ..AccessPolicy::default()
+    });
+    let r = RequestInfo {
+        command: Some("FolderSync"),
+        ..req("Lena", "ApplXYZ")
+    };
     a.check(&r);
     a.record_response("lena", "applxyz", 200, Some("exch1.corp.example:443"));
     a.check(&req("lena", "APPLXYZ"));
@@ -209,8 +281,14 @@ async fn associations_record_query_and_bound() {
     assert_eq!(assoc.request_count, 2);
     assert_eq!(assoc.device_id, "APPLXYZ");
     assert_eq!(assoc.last_command.as_deref(), Some("Sync"));
-    assert_eq!((assoc.last_status, assoc.last_server.as_deref()), (Some(200), Some("exch1.corp.example:443")));
-    assert_eq!((assoc.access, assoc.rule.as_str()), (Action::Allow, "unregistered_allowed"));
+    assert_eq!(
+        (assoc.last_status, assoc.last_server.as_deref()),
+        (Some(200), Some("exch1.corp.example:443"))
+    );
+    assert_eq!(
+        (assoc.access, assoc.rule.as_str()),
+        (Action::Allow, "unregistered_allowed")
+    );
     assert!(assoc.first_seen <= assoc.last_seen);
     let json = serde_json::to_value(&assoc).unwrap();
     assert!(json["first_seen"].as_str().unwrap().ends_with('Z'));
@@ -219,12 +297,30 @@ async fn associations_record_query_and_bound() {
     for i in 0..30 {
         a.check(&req("m", &format!("dev{i:02}")));
     }
-    let page = a.associations(&AssociationQuery { user: Some("M".into()), limit: 10, ..Default::default() });
-    assert_eq!((page.total, page.items.len(), page.next_offset), (30, 10, Some(10)));
+    let page = a.associations(&AssociationQuery {
+        user: Some("M".into()),
+        limit: 10,
+        ..Default::default()
+    });
+    assert_eq!(
+        (page.total, page.items.len(), page.next_offset),
+        (30, 10, Some(10))
+    );
     assert_eq!(page.items[0].device_id, "dev00");
-    let page2 = a.associations(&AssociationQuery { user: Some("m".into()), offset: 20, limit: 10, ..Default::default() });
-    assert_eq!((page2.items[0].device_id.as_str(), page2.next_offset), ("dev20", None));
-    let by_dev = a.associations(&AssociationQuery { device_id: Some("DEV05".into()), ..Default::default() });
+    let page2 = a.associations(&AssociationQuery {
+        user: Some("m".into()),
+        offset: 20,
+        limit: 10,
+        ..Default::default()
+    });
+    assert_eq!(
+        (page2.items[0].device_id.as_str(), page2.next_offset),
+        ("dev20", None)
+    );
+    let by_dev = a.associations(&AssociationQuery {
+        device_id: Some("DEV05".into()),
+        ..Default::default()
+    });
     assert_eq!(by_dev.total, 1);
     let all = a.associations(&AssociationQuery::default());
     assert_eq!(all.total, 31);
@@ -245,9 +341,61 @@ async fn associations_record_query_and_bound() {
 async fn hostile_request_fields_are_bounded_in_associations() {
     let a = access(AccessPolicy::default());
     let ua = format!("evil\r\nline{}", "x".repeat(10_000));
-    a.check(&RequestInfo { user_agent: Some(&ua), ..req("o", "d") });
+    a.check(&RequestInfo {
+        user_agent: Some(&ua),
+        ..req("o", "d")
+    });
     let assoc = a.association("o", "d").unwrap();
     let kept = assoc.user_agent.unwrap();
     assert!(kept.len() <= 260, "{}", kept.len());
     assert!(!kept.contains('\n'));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_new_devices_respect_the_limit_exactly() {
+    let a = access(AccessPolicy {
+        max_devices_per_mailbox: 3,
+        ..AccessPolicy::default()
+    });
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move { a.check(&req("paul", &format!("dev{i}"))).action })
+        })
+        .collect();
+    let mut allowed = 0;
+    for t in tasks {
+        if t.await.unwrap() == Action::Allow {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 3);
+}
+
+#[tokio::test]
+async fn explain_json_for_the_management_api() {
+    let a = access(AccessPolicy::default());
+    a.patch(
+        br#"{"devices":[{"user":"q","device_id":"d","state":"blocked","reasons":["os_version"]}]}"#,
+    )
+    .await
+    .unwrap();
+    a.check(&req("q", "d"));
+    let v = a.explain_json("Q", "D").unwrap();
+    assert_eq!(v["decision"], "BLOCK");
+    assert_eq!(v["rule"], "listed_blocked");
+    assert_eq!(v["reasons"], serde_json::json!(["os_version"]));
+    assert_eq!(v["mode"], "enforce");
+    assert_eq!(v["listed"]["state"], "blocked");
+    assert_eq!(v["association"]["request_count"], 1);
+    let v = a.explain_json("q", "never").unwrap();
+    assert_eq!(
+        (v["decision"].as_str(), v["listed"].is_null()),
+        (Some("ALLOW"), true)
+    );
+    let err = a.explain_json("q", "bad/id").unwrap_err();
+    assert_eq!(err.http_status(), 422);
+    assert!(err.to_string().contains("device_id"), "{err}");
+    // explain never records anything.
+    assert!(a.association("q", "never").is_none());
 }

@@ -25,20 +25,36 @@ async fn tls_http1_and_http2_by_alpn_reach_the_server() {
     let gw = start(rt).await;
 
     let mut h1 = device(gw.addr, Some(&tls.cert), false).await;
-    let (status, _, body) = h1.send(eas("mail.example.com", "FolderSync", "u", "D1", full("wbxml-1"))).await;
+    let (status, _, body) = h1
+        .send(eas(
+            "mail.example.com",
+            "FolderSync",
+            "u",
+            "D1",
+            full("wbxml-1"),
+        ))
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, Bytes::from_static(b"echo:wbxml-1"));
     // Keep-alive: a second request on the same device connection.
-    let (status, _, body) = h1.send(eas("mail.example.com", "Sync", "u", "D1", full("wbxml-2"))).await;
+    let (status, _, body) = h1
+        .send(eas("mail.example.com", "Sync", "u", "D1", full("wbxml-2")))
+        .await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"echo:wbxml-2"[..]));
 
     let mut h2 = device(gw.addr, Some(&tls.cert), true).await;
-    let (status, _, body) = h2.send(eas_h2("mail.example.com", "FolderSync", full("over-h2"))).await;
+    let (status, _, body) = h2
+        .send(eas_h2("mail.example.com", "FolderSync", full("over-h2")))
+        .await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"echo:over-h2"[..]));
 
     let seen = be.seen();
     assert_eq!(seen.len(), 3);
-    assert!(seen.iter().all(|s| s.uri.starts_with("/Microsoft-Server-ActiveSync?Cmd=")), "origin-form: {seen:?}");
+    assert!(
+        seen.iter()
+            .all(|s| s.uri.starts_with("/Microsoft-Server-ActiveSync?Cmd=")),
+        "origin-form: {seen:?}"
+    );
     assert_eq!(seen[2].headers["x-forwarded-proto"], "https");
 }
 
@@ -69,13 +85,26 @@ async fn only_activesync_paths_are_served() {
         "/Microsoft-Server-ActiveSync/%2e%2e/ecp",
         "/autodiscover/autodiscover.xml",
     ] {
-        let req = Request::get(path).header("host", "gw").body(empty()).unwrap();
+        let req = Request::get(path)
+            .header("host", "gw")
+            .body(empty())
+            .unwrap();
         let (status, _, _) = d.send(req).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
     assert_eq!(be.count(), 0, "nothing but ActiveSync may reach a server");
-    for path in ["/microsoft-server-activesync", "/MICROSOFT-SERVER-ACTIVESYNC", "/traveler", "/servlet/traveler/x"] {
-        let req = Request::builder().method("OPTIONS").uri(path).header("host", "gw").body(empty()).unwrap();
+    for path in [
+        "/microsoft-server-activesync",
+        "/MICROSOFT-SERVER-ACTIVESYNC",
+        "/traveler",
+        "/servlet/traveler/x",
+    ] {
+        let req = Request::builder()
+            .method("OPTIONS")
+            .uri(path)
+            .header("host", "gw")
+            .body(empty())
+            .unwrap();
         let (status, _, _) = d.send(req).await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
@@ -106,15 +135,26 @@ async fn oversized_head_gets_431_and_body_413() {
     // 431: raw socket, a 40 KiB header.
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let big = "a".repeat(40 * 1024);
-    let head = format!("POST /Microsoft-Server-ActiveSync?Cmd=Sync HTTP/1.1\r\nHost: gw\r\nX-Big: {big}\r\n\r\n");
+    let head = format!(
+        "POST /Microsoft-Server-ActiveSync?Cmd=Sync HTTP/1.1\r\nHost: gw\r\nX-Big: {big}\r\n\r\n"
+    );
     let _ = s.write_all(head.as_bytes()).await;
     let mut buf = vec![0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 431"), "{}", String::from_utf8_lossy(&buf[..n]));
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
 
     // 413 by Content-Length, before anything is forwarded.
     let mut d = device(gw.addr, None, false).await;
-    let (status, _, _) = d.send(eas("gw", "SendMail", "u", "D1", full(vec![b'x'; 5000]))).await;
+    let (status, _, _) = d
+        .send(eas("gw", "SendMail", "u", "D1", full(vec![b'x'; 5000])))
+        .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(be.count(), 0);
 
@@ -143,14 +183,24 @@ async fn device_request_timeout_closes_silent_and_idle_connections() {
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let t0 = tokio::time::Instant::now();
     let mut buf = [0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed in time");
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("closed in time");
     let _ = n;
-    assert!(t0.elapsed() >= Duration::from_millis(250), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
 
     // Half a request head, then silence: closed too.
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"POST /Microsoft-Server-ActiveSync?Cmd=Sync HTTP/1.1\r\nHost: gw\r\n").await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed in time");
+    s.write_all(b"POST /Microsoft-Server-ActiveSync?Cmd=Sync HTTP/1.1\r\nHost: gw\r\n")
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("closed in time");
     if let Ok(n) = r {
         // hyper may answer 408 before closing.
         assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"));
@@ -162,8 +212,13 @@ async fn device_request_timeout_closes_silent_and_idle_connections() {
     let (status, _, _) = d.send(eas("gw", "Sync", "u", "D1", full("a"))).await;
     assert_eq!(status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let Device::H1(s) = &mut d else { unreachable!() };
-    assert!(s.is_closed(), "idle keep-alive connection closed after device_request timeout");
+    let Device::H1(s) = &mut d else {
+        unreachable!()
+    };
+    assert!(
+        s.is_closed(),
+        "idle keep-alive connection closed after device_request timeout"
+    );
 }
 
 #[tokio::test]
@@ -175,14 +230,30 @@ async fn shutdown_stops_accepting_and_drains_parked_requests() {
     .await;
     let gw = start(runtime(&[be.server()])).await;
     let mut d = device(gw.addr, None, false).await;
-    let parked = tokio::spawn(async move { d.send(eas("gw", "Ping", "u", "D1", full(ping_body(60)))).await });
-    eventually("ping parked at the server", || be.conns.load(std::sync::atomic::Ordering::SeqCst) == 1).await;
+    let parked = tokio::spawn(async move {
+        d.send(eas("gw", "Ping", "u", "D1", full(ping_body(60))))
+            .await
+    });
+    eventually("ping parked at the server", || {
+        be.conns.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
     gw.stop.send(true).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err(), "listener closed on shutdown");
+    assert!(
+        tokio::net::TcpStream::connect(gw.addr).await.is_err(),
+        "listener closed on shutdown"
+    );
     let (status, _, body) = parked.await.unwrap();
-    assert_eq!((status, &body[..]), (StatusCode::OK, &b"pong"[..]), "in-flight Ping finished during drain");
-    tokio::time::timeout(Duration::from_secs(5), gw.task).await.expect("serve_devices returned").unwrap();
+    assert_eq!(
+        (status, &body[..]),
+        (StatusCode::OK, &b"pong"[..]),
+        "in-flight Ping finished during drain"
+    );
+    tokio::time::timeout(Duration::from_secs(5), gw.task)
+        .await
+        .expect("serve_devices returned")
+        .unwrap();
 }
 
 #[tokio::test]
@@ -196,11 +267,20 @@ async fn drain_timeout_cuts_requests_that_outlive_it() {
     rt.timeouts.drain = Duration::from_millis(200);
     let gw = start(rt).await;
     let mut d = device(gw.addr, None, false).await;
-    let parked = tokio::spawn(async move { d.send_raw(eas("gw", "Ping", "u", "D1", full(ping_body(900)))).await });
+    let parked = tokio::spawn(async move {
+        d.send_raw(eas("gw", "Ping", "u", "D1", full(ping_body(900))))
+            .await
+    });
     eventually("ping parked", || be.count() == 1).await;
     let t0 = tokio::time::Instant::now();
     gw.stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), gw.task).await.expect("returned after drain").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), gw.task)
+        .await
+        .expect("returned after drain")
+        .unwrap();
     assert!(t0.elapsed() >= Duration::from_millis(150));
-    assert!(parked.await.unwrap().is_err(), "the device connection is closed after the drain timeout");
+    assert!(
+        parked.await.unwrap().is_err(),
+        "the device connection is closed after the drain timeout"
+    );
 }

@@ -16,7 +16,9 @@ async fn host_header_picks_the_service_and_unknown_hosts_go_to_default() {
     let eu = backend(named("eu")).await;
     let tls = device_tls();
     let mut rt = runtime(&[def.server()]);
-    rt.activesync.services.push(service("mail-eu.example.com", &[eu.server()]));
+    rt.activesync
+        .services
+        .push(service("mail-eu.example.com", &[eu.server()]));
     rt.device_tls = Some(tls.server.clone());
     let gw = start(rt).await;
     let mut d = device(gw.addr, Some(&tls.cert), false).await;
@@ -44,15 +46,23 @@ async fn http2_authority_picks_the_service() {
     let eu = backend(named("eu")).await;
     let tls = device_tls();
     let mut rt = runtime(&[def.server()]);
-    rt.activesync.services.push(service("mail-eu.example.com", &[eu.server()]));
+    rt.activesync
+        .services
+        .push(service("mail-eu.example.com", &[eu.server()]));
     rt.device_tls = Some(tls.server.clone());
     let gw = start(rt).await;
     let mut d = device(gw.addr, Some(&tls.cert), true).await;
-    let (status, _, body) = d.send(eas_h2("Mail-EU.example.com:443", "Sync", empty())).await;
+    let (status, _, body) = d
+        .send(eas_h2("Mail-EU.example.com:443", "Sync", empty()))
+        .await;
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"eu"[..]));
     let (_, _, body) = d.send(eas_h2("other.example.com", "Sync", empty())).await;
     assert_eq!(&body[..], b"default");
     // The server gets its own host name, never the device's absolute URI.
     assert_eq!(eu.seen()[0].headers["host"], eu.server().to_string());
-    assert!(eu.seen()[0].uri.starts_with("/Microsoft-Server-ActiveSync?"));
+    assert!(
+        eu.seen()[0]
+            .uri
+            .starts_with("/Microsoft-Server-ActiveSync?")
+    );
 }

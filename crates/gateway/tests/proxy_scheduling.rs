@@ -53,8 +53,14 @@ async fn connect_refused_moves_the_same_request_to_the_next_server() {
     let b = backend(handler(|s: Seen| async move { reply(200, s.body) })).await;
     let gw = start(runtime(&[addr_of(dead), b.server()])).await;
     let mut d = device(gw.addr, None, false).await;
-    let (status, _, body) = d.send(eas("gw", "SendMail", "u", "D1", full("the-mail"))).await;
-    assert_eq!((status, &body[..]), (StatusCode::OK, &b"the-mail"[..]), "same request, body intact");
+    let (status, _, body) = d
+        .send(eas("gw", "SendMail", "u", "D1", full("the-mail")))
+        .await;
+    assert_eq!(
+        (status, &body[..]),
+        (StatusCode::OK, &b"the-mail"[..]),
+        "same request, body intact"
+    );
     let snap = gw.gw.health.snapshot(&gw.gw.current());
     assert_eq!(snap.services[0].servers[0].failures_total, 1);
 }
@@ -79,7 +85,13 @@ async fn connect_timeout_in_tls_handshake_moves_on() {
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"b"[..]));
     assert!(t0.elapsed() >= Duration::from_millis(180) && t0.elapsed() < Duration::from_secs(5));
     let snap = gw.gw.health.snapshot(&gw.gw.current());
-    assert!(snap.services[0].servers[0].last_error.as_deref().unwrap_or("").contains("timed out"));
+    assert!(
+        snap.services[0].servers[0]
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out")
+    );
 }
 
 #[tokio::test]
@@ -97,7 +109,11 @@ async fn reset_after_request_sent_is_502_and_never_resent() {
     let (status, _, _) = d.send(eas("gw", "SendMail", "u", "D1", full("once"))).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(conns.load(Ordering::SeqCst), 1);
-    assert_eq!(b.count(), 0, "a request that went out is never sent to another server");
+    assert_eq!(
+        b.count(),
+        0,
+        "a request that went out is never sent to another server"
+    );
 }
 
 #[tokio::test]
@@ -137,7 +153,10 @@ async fn every_server_dead_is_503_with_retry_after() {
     let ra: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((290..=300).contains(&ra), "{ra}");
     let snap = gw.gw.health.snapshot(&gw.gw.current());
-    assert_eq!(snap.services[0].servers[0].failures_total, 1, "dead servers are not tried");
+    assert_eq!(
+        snap.services[0].servers[0].failures_total, 1,
+        "dead servers are not tried"
+    );
 }
 
 #[tokio::test]
@@ -145,7 +164,9 @@ async fn silently_closed_pooled_connections_are_not_used() {
     // SOGo-style: answers with Content-Length, no `Connection: close`, then closes.
     let (addr, conns, _task) = raw_backend(|mut s| async move {
         let _ = read_head(&mut s).await;
-        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await;
         let _ = s.shutdown().await;
     })
     .await;
@@ -153,7 +174,11 @@ async fn silently_closed_pooled_connections_are_not_used() {
     let mut d = device(gw.addr, None, false).await;
     for i in 0..20 {
         let (status, _, body) = d.send(eas("gw", "Sync", "u", "D1", empty())).await;
-        assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok"[..]), "request {i}");
+        assert_eq!(
+            (status, &body[..]),
+            (StatusCode::OK, &b"ok"[..]),
+            "request {i}"
+        );
     }
     assert_eq!(conns.load(Ordering::SeqCst), 20);
 }
@@ -165,8 +190,18 @@ async fn pooled_connections_are_reused() {
     let mut d1 = device(gw.addr, None, false).await;
     let mut d2 = device(gw.addr, None, false).await;
     for _ in 0..5 {
-        assert_eq!(d1.send(eas("gw", "Sync", "u", "D1", empty())).await.0, StatusCode::OK);
-        assert_eq!(d2.send(eas("gw", "Sync", "v", "D2", empty())).await.0, StatusCode::OK);
+        assert_eq!(
+            d1.send(eas("gw", "Sync", "u", "D1", empty())).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            d2.send(eas("gw", "Sync", "v", "D2", empty())).await.0,
+            StatusCode::OK
+        );
     }
-    assert_eq!(a.conns.load(Ordering::SeqCst), 1, "Basic-auth traffic shares one pooled connection");
+    assert_eq!(
+        a.conns.load(Ordering::SeqCst),
+        1,
+        "Basic-auth traffic shares one pooled connection"
+    );
 }

@@ -33,7 +33,11 @@ async fn ping_with_unknown_heartbeat_may_park_for_an_hour() {
     let gw = start(runtime(&[be.server()])).await;
     let mut d = device(gw.addr, None, false).await;
     let (status, secs) = timed(&mut d, eas("gw", "Ping", "u", "NEW1", empty())).await;
-    assert_eq!(status, StatusCode::OK, "not cut at the 60 s response timeout");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "not cut at the 60 s response timeout"
+    );
     assert_eq!(secs, 3000);
 }
 
@@ -63,7 +67,10 @@ async fn ping_timeouts_follow_the_heartbeat() {
     };
     let (status, secs) = timed(&mut d, eas("gw", "Ping", "u", "DEV1", full(ping_body(480)))).await;
     assert_eq!((status, secs), (StatusCode::GATEWAY_TIMEOUT, 600));
-    assert!(parked.await.unwrap(), "the parked long-poll gauge counted it");
+    assert!(
+        parked.await.unwrap(),
+        "the parked long-poll gauge counted it"
+    );
     assert_eq!(gw.gw.metrics.parked_now(), 0);
 
     // Empty Ping of the same user and device: its last heartbeat again.
@@ -82,7 +89,11 @@ async fn sync_with_wait_is_a_long_poll_and_other_commands_get_the_response_timeo
     let be = backend(holder(1_000_000)).await;
     let gw = start(runtime(&[be.server()])).await;
     let mut d = device(gw.addr, None, false).await;
-    let (status, secs) = timed(&mut d, eas("gw", "Sync", "u", "D1", full(sync_wait_body(5)))).await;
+    let (status, secs) = timed(
+        &mut d,
+        eas("gw", "Sync", "u", "D1", full(sync_wait_body(5))),
+    )
+    .await;
     assert_eq!((status, secs), (StatusCode::GATEWAY_TIMEOUT, 5 * 60 + 120));
     let mut d = device(gw.addr, None, false).await;
     let (status, secs) = timed(&mut d, eas("gw", "FolderSync", "u", "D1", full("x"))).await;
@@ -104,7 +115,8 @@ async fn silent_server_mid_body_is_cut_after_socket_timeout() {
             drop(tx);
         });
         let mut r = http::Response::new(body);
-        r.headers_mut().insert("content-length", "100".parse().unwrap());
+        r.headers_mut()
+            .insert("content-length", "100".parse().unwrap());
         r
     }))
     .await;
@@ -112,18 +124,26 @@ async fn silent_server_mid_body_is_cut_after_socket_timeout() {
     rt.timeouts.socket_read_write = Duration::from_millis(300);
     let gw = start(rt).await;
     let mut d = device(gw.addr, None, false).await;
-    let resp = d.send_raw(eas("gw", "ItemOperations", "u", "D1", empty())).await.unwrap();
+    let resp = d
+        .send_raw(eas("gw", "ItemOperations", "u", "D1", empty()))
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let t0 = Instant::now();
     let mut body = resp.into_body();
     use http_body_util::BodyExt;
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert_eq!(&first[..], b"first");
-    let rest = tokio::time::timeout(Duration::from_secs(5), body.frame()).await.expect("cut in time");
+    let rest = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("cut in time");
     assert!(!matches!(rest, Some(Ok(_))), "body must fail, got {rest:?}");
     assert!(t0.elapsed() >= Duration::from_millis(250));
     let snap = gw.gw.health.snapshot(&gw.gw.current());
-    assert_eq!(snap.services[0].servers[0].failures_total, 1, "a stalled server counts as a failure");
+    assert_eq!(
+        snap.services[0].servers[0].failures_total, 1,
+        "a stalled server counts as a failure"
+    );
 }
 
 #[tokio::test]
@@ -141,10 +161,16 @@ async fn silent_device_mid_body_is_cut_after_socket_timeout() {
     .unwrap();
     let t0 = Instant::now();
     let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("answered in time").unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("answered in time")
+        .unwrap();
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(n == 0 || text.starts_with("HTTP/1.1 400"), "{text}");
     assert!(t0.elapsed() >= Duration::from_millis(250));
     let snap = gw.gw.health.snapshot(&gw.gw.current());
-    assert_eq!(snap.services[0].servers[0].failures_total, 0, "a slow device is not the server's fault");
+    assert_eq!(
+        snap.services[0].servers[0].failures_total, 0,
+        "a slow device is not the server's fault"
+    );
 }

@@ -204,6 +204,8 @@ y</Id></Folder>
         r#"<Sync><Collections/></Sync>"#,
         r#"<Ping xmlns="Ping:"><Id><![CDATA[a<b]]></Id><Class>é</Class></Ping>"#,
         r#"<Ping xmlns="Ping:"><!-- comment --><Id>aGVsbG8</Id></Ping>"#,
+        // line ends: CR LF and lone CR become LF, a character reference keeps its CR
+        "<Ping xmlns=\"Ping:\"><Id>a&#13;b\r\nc\rd</Id></Ping>",
     ];
     for body in cases {
         let xml = format!("{prolog}{body}\n");

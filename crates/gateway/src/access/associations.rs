@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -104,6 +104,8 @@ pub(crate) struct Associations {
     shards: Box<[Mutex<HashMap<String, UserDevices>>]>,
     hasher: RandomState,
     len: AtomicUsize,
+    /// One eviction at a time: concurrent requests over the bound must not all scan.
+    evicting: AtomicBool,
 }
 
 /// Replace an optional string only when it changed (no allocation on the common path).
@@ -130,6 +132,7 @@ impl Associations {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             len: AtomicUsize::new(0),
+            evicting: AtomicBool::new(false),
         }
     }
 
@@ -190,25 +193,27 @@ impl Associations {
         now: Timestamp,
     ) {
         let enforced = decision.enforced_action();
-        let a = devs.entry(key.device.clone()).or_insert_with(|| Association {
-            user: req.user.to_owned(),
-            device_id: req.device_id.to_owned(),
-            device_type: None,
-            user_agent: None,
-            protocol_version: None,
-            first_seen: now,
-            last_seen: now,
-            last_command: None,
-            last_status: None,
-            last_server: None,
-            access: enforced,
-            rule: String::new(),
-            reasons: Reasons::EMPTY,
-            state,
-            wiped_at: None,
-            request_count: 0,
-            admitted: false,
-        });
+        let a = devs
+            .entry(key.device.clone())
+            .or_insert_with(|| Association {
+                user: req.user.to_owned(),
+                device_id: req.device_id.to_owned(),
+                device_type: None,
+                user_agent: None,
+                protocol_version: None,
+                first_seen: now,
+                last_seen: now,
+                last_command: None,
+                last_status: None,
+                last_server: None,
+                access: enforced,
+                rule: String::new(),
+                reasons: Reasons::EMPTY,
+                state,
+                wiped_at: None,
+                request_count: 0,
+                admitted: false,
+            });
         if a.user != req.user {
             a.user = req.user.to_owned();
         }
@@ -232,9 +237,19 @@ impl Associations {
     }
 
     /// Fill in the outcome of a request. False if the association is gone (evicted/removed).
-    pub(crate) fn record_response(&self, key: &DeviceKey, status: u16, server: Option<&str>) -> bool {
+    pub(crate) fn record_response(
+        &self,
+        key: &DeviceKey,
+        status: u16,
+        server: Option<&str>,
+    ) -> bool {
         let mut shard = self.shard(&key.user).lock();
-        let Some(a) = shard.get_mut(&key.user).and_then(|d| d.get_mut(&key.device)) else { return false };
+        let Some(a) = shard
+            .get_mut(&key.user)
+            .and_then(|d| d.get_mut(&key.device))
+        else {
+            return false;
+        };
         a.last_status = Some(status);
         if server.is_some() {
             set_text(&mut a.last_server, server);
@@ -249,7 +264,10 @@ impl Associations {
 
     pub(crate) fn update(&self, key: &DeviceKey, f: impl FnOnce(&mut Association)) -> bool {
         let mut shard = self.shard(&key.user).lock();
-        match shard.get_mut(&key.user).and_then(|d| d.get_mut(&key.device)) {
+        match shard
+            .get_mut(&key.user)
+            .and_then(|d| d.get_mut(&key.device))
+        {
             Some(a) => {
                 f(a);
                 true
@@ -278,6 +296,20 @@ impl Associations {
     /// shards (one lock at a time), so callers run it rarely: only when the bound is exceeded,
     /// and then evict a batch below it.
     pub(crate) fn evict_to(&self, max: usize) -> usize {
+        if self.len() <= max
+            || self
+                .evicting
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            return 0;
+        }
+        let evicted = self.evict_locked(max);
+        self.evicting.store(false, Ordering::Release);
+        evicted
+    }
+
+    fn evict_locked(&self, max: usize) -> usize {
         let len = self.len();
         if len <= max {
             return 0;
@@ -288,7 +320,13 @@ impl Associations {
             let shard = shard.lock();
             for (u, devs) in shard.iter() {
                 for (d, a) in devs {
-                    all.push((a.last_seen, DeviceKey { user: u.clone(), device: d.clone() }));
+                    all.push((
+                        a.last_seen,
+                        DeviceKey {
+                            user: u.clone(),
+                            device: d.clone(),
+                        },
+                    ));
                 }
             }
         }
@@ -313,7 +351,13 @@ impl Associations {
             let shard = shard.lock();
             for (u, devs) in shard.iter() {
                 for (d, a) in devs {
-                    all.push((DeviceKey { user: u.clone(), device: d.clone() }, a.clone()));
+                    all.push((
+                        DeviceKey {
+                            user: u.clone(),
+                            device: d.clone(),
+                        },
+                        a.clone(),
+                    ));
                 }
             }
         }
@@ -322,14 +366,24 @@ impl Associations {
     }
 
     pub(crate) fn query(&self, q: &AssociationQuery) -> AssociationPage {
-        let limit = if q.limit == 0 { 100 } else { q.limit.min(MAX_PAGE) };
+        let limit = if q.limit == 0 {
+            100
+        } else {
+            q.limit.min(MAX_PAGE)
+        };
         let user = q.user.as_deref().map(str::to_lowercase);
         let device = q.device_id.as_deref().map(str::to_ascii_lowercase);
         let mut matches: Vec<(DeviceKey, Association)> = Vec::new();
         let mut collect = |u: &String, devs: &UserDevices| {
             for (d, a) in devs {
                 if device.as_ref().is_none_or(|want| want == d) {
-                    matches.push((DeviceKey { user: u.clone(), device: d.clone() }, a.clone()));
+                    matches.push((
+                        DeviceKey {
+                            user: u.clone(),
+                            device: d.clone(),
+                        },
+                        a.clone(),
+                    ));
                 }
             }
         };
@@ -351,8 +405,19 @@ impl Associations {
         }
         matches.sort_by(|a, b| a.0.cmp(&b.0));
         let total = matches.len();
-        let items: Vec<Association> = matches.into_iter().skip(q.offset).take(limit).map(|(_, a)| a).collect();
+        let items: Vec<Association> = matches
+            .into_iter()
+            .skip(q.offset)
+            .take(limit)
+            .map(|(_, a)| a)
+            .collect();
         let end = q.offset.saturating_add(items.len());
-        AssociationPage { total, offset: q.offset, limit, next_offset: (end < total).then_some(end), items }
+        AssociationPage {
+            total,
+            offset: q.offset,
+            limit,
+            next_offset: (end < total).then_some(end),
+            items,
+        }
     }
 }

@@ -36,7 +36,9 @@ pub struct DeviceAccessConfig {
     /// 1..=10000000, default 200000.
     pub max_associations: usize,
     /// Seconds between background writes of the state file (request-path changes such as
-    /// `last_seen` are coalesced; management changes are written at once). 1..=3600, default 10.
+    /// `last_seen` are coalesced; management changes and wipe acknowledgements are written at
+    /// once). Each write serialises the whole state, so keep it in minutes for large inventories.
+    /// 1..=3600, default 60.
     pub flush_interval_s: u64,
 }
 
@@ -50,7 +52,7 @@ impl Default for DeviceAccessConfig {
             blocked_response: 403,
             state_file: "state/devices.json".into(),
             max_associations: 200_000,
-            flush_interval_s: 10,
+            flush_interval_s: 60,
         }
     }
 }
@@ -96,7 +98,7 @@ impl Default for AccessPolicy {
             blocked_response: 403,
             state_file: PathBuf::from("state/devices.json"),
             max_associations: 200_000,
-            flush_interval: Duration::from_secs(10),
+            flush_interval: Duration::from_secs(60),
         }
     }
 }
@@ -109,7 +111,11 @@ fn allow_block(field: &str, value: &str, errors: &mut Vec<FieldError>) -> AllowB
         "allow" => AllowBlock::Allow,
         "block" => AllowBlock::Block,
         _ => {
-            errors.push(FieldError::new(format!("device_access.{field}"), value, "one of: allow, block"));
+            errors.push(FieldError::new(
+                format!("device_access.{field}"),
+                value,
+                "one of: allow, block",
+            ));
             AllowBlock::Allow
         }
     }
@@ -123,12 +129,20 @@ impl DeviceAccessConfig {
             "enforce" => AccessMode::Enforce,
             "report-only" => AccessMode::ReportOnly,
             other => {
-                errors.push(FieldError::new("device_access.mode", other, "one of: enforce, report-only"));
+                errors.push(FieldError::new(
+                    "device_access.mode",
+                    other,
+                    "one of: enforce, report-only",
+                ));
                 AccessMode::Enforce
             }
         };
         let unregistered = allow_block("unregistered", &self.unregistered, &mut errors);
-        let when_portal_unreachable = allow_block("when_portal_unreachable", &self.when_portal_unreachable, &mut errors);
+        let when_portal_unreachable = allow_block(
+            "when_portal_unreachable",
+            &self.when_portal_unreachable,
+            &mut errors,
+        );
         if self.max_devices_per_mailbox > MAX_DEVICES_PER_MAILBOX {
             errors.push(FieldError::new(
                 "device_access.max_devices_per_mailbox",
@@ -143,7 +157,10 @@ impl DeviceAccessConfig {
                 "403 or 456",
             ));
         }
-        if self.state_file.trim().is_empty() || self.state_file.contains('\0') || self.state_file.ends_with('/') {
+        if self.state_file.trim().is_empty()
+            || self.state_file.contains('\0')
+            || self.state_file.ends_with('/')
+        {
             errors.push(FieldError::new(
                 "device_access.state_file",
                 &self.state_file,
@@ -186,7 +203,10 @@ mod tests {
 
     #[test]
     fn defaults_validate_to_default_policy() {
-        assert_eq!(DeviceAccessConfig::default().validate().unwrap(), AccessPolicy::default());
+        assert_eq!(
+            DeviceAccessConfig::default().validate().unwrap(),
+            AccessPolicy::default()
+        );
         let parsed: DeviceAccessConfig = toml::from_str("").unwrap();
         assert_eq!(parsed, DeviceAccessConfig::default());
     }
@@ -223,7 +243,9 @@ state_file = "state/devices.json"
             max_associations: 0,
             flush_interval_s: 0,
         };
-        let Err(AccessError::InvalidConfig { errors }) = cfg.validate() else { panic!("must fail") };
+        let Err(AccessError::InvalidConfig { errors }) = cfg.validate() else {
+            panic!("must fail")
+        };
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,

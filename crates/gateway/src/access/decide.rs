@@ -216,13 +216,21 @@ pub fn decide(inputs: &AccessInputs<'_>) -> Decision {
             action: Action::Allow,
             would_block: inner.action != Action::Allow,
             reasons: inner.reasons,
-            rule: Rule::ReportOnly { would: inner.action, inner: Box::new(inner.rule) },
+            rule: Rule::ReportOnly {
+                would: inner.action,
+                inner: Box::new(inner.rule),
+            },
         },
     }
 }
 
 fn decide_enforce(i: &AccessInputs<'_>) -> Decision {
-    let d = |action, rule, reasons| Decision { action, rule, reasons, would_block: false };
+    let d = |action, rule, reasons| Decision {
+        action,
+        rule,
+        reasons,
+        would_block: false,
+    };
     if let Some((state, reasons)) = i.listed {
         return match state {
             AccessState::Wiped => d(Action::Block, Rule::Wiped, reasons),
@@ -239,7 +247,13 @@ fn decide_enforce(i: &AccessInputs<'_>) -> Decision {
     let base = if new_while_stale {
         match i.policy.when_portal_unreachable {
             AllowBlock::Allow => Rule::PortalUnreachableNewAllowed,
-            AllowBlock::Block => return d(Action::Block, Rule::PortalUnreachableNewBlocked, unregistered),
+            AllowBlock::Block => {
+                return d(
+                    Action::Block,
+                    Rule::PortalUnreachableNewBlocked,
+                    unregistered,
+                );
+            }
         }
     } else {
         match i.policy.unregistered {
@@ -251,7 +265,10 @@ fn decide_enforce(i: &AccessInputs<'_>) -> Decision {
     if limit > 0 && !i.admitted_before && i.other_admitted_devices >= limit {
         return d(
             Action::Block,
-            Rule::PerMailboxLimit { limit, count: i.other_admitted_devices },
+            Rule::PerMailboxLimit {
+                limit,
+                count: i.other_admitted_devices,
+            },
             Reasons::of(&[Reason::PerMailboxLimit]),
         );
     }
@@ -287,14 +304,25 @@ mod tests {
             (AccessState::Wipe, Action::Wipe, Rule::ListedWipe),
             (AccessState::Wiped, Action::Block, Rule::Wiped),
         ] {
-            let d = decide(&AccessInputs { listed: Some((state, manual)), ..inputs(&p) });
-            assert_eq!((d.action, &d.rule, d.reasons, d.would_block), (action, &rule, manual, false), "{state:?}");
+            let d = decide(&AccessInputs {
+                listed: Some((state, manual)),
+                ..inputs(&p)
+            });
+            assert_eq!(
+                (d.action, &d.rule, d.reasons, d.would_block),
+                (action, &rule, manual, false),
+                "{state:?}"
+            );
         }
     }
 
     #[test]
     fn manual_block_beats_everything_unlisted() {
-        let p = AccessPolicy { unregistered: AllowBlock::Allow, max_devices_per_mailbox: 5, ..policy() };
+        let p = AccessPolicy {
+            unregistered: AllowBlock::Allow,
+            max_devices_per_mailbox: 5,
+            ..policy()
+        };
         let d = decide(&AccessInputs {
             listed: Some((AccessState::Blocked, Reasons::of(&[Reason::Manual]))),
             admitted_before: true,
@@ -308,23 +336,52 @@ mod tests {
     fn unregistered_allow_and_block() {
         let p = policy();
         let d = decide(&inputs(&p));
-        assert_eq!((d.action, d.rule), (Action::Allow, Rule::UnregisteredAllowed));
-        let p = AccessPolicy { unregistered: AllowBlock::Block, ..policy() };
-        let d = decide(&AccessInputs { first_seen: Some(Timestamp(1)), admitted_before: true, ..inputs(&p) });
-        assert_eq!((d.action, d.rule.clone()), (Action::Block, Rule::UnregisteredBlocked));
+        assert_eq!(
+            (d.action, d.rule),
+            (Action::Allow, Rule::UnregisteredAllowed)
+        );
+        let p = AccessPolicy {
+            unregistered: AllowBlock::Block,
+            ..policy()
+        };
+        let d = decide(&AccessInputs {
+            first_seen: Some(Timestamp(1)),
+            admitted_before: true,
+            ..inputs(&p)
+        });
+        assert_eq!(
+            (d.action, d.rule.clone()),
+            (Action::Block, Rule::UnregisteredBlocked)
+        );
         assert_eq!(d.reasons, Reasons::of(&[Reason::Unregistered]));
     }
 
     #[test]
     fn per_mailbox_limit_blocks_the_next_new_device_only() {
-        let p = AccessPolicy { max_devices_per_mailbox: 2, ..policy() };
-        let under = decide(&AccessInputs { other_admitted_devices: 1, ..inputs(&p) });
+        let p = AccessPolicy {
+            max_devices_per_mailbox: 2,
+            ..policy()
+        };
+        let under = decide(&AccessInputs {
+            other_admitted_devices: 1,
+            ..inputs(&p)
+        });
         assert_eq!(under.action, Action::Allow);
-        let over = decide(&AccessInputs { other_admitted_devices: 2, ..inputs(&p) });
-        assert_eq!((over.action, over.rule.clone()), (Action::Block, Rule::PerMailboxLimit { limit: 2, count: 2 }));
+        let over = decide(&AccessInputs {
+            other_admitted_devices: 2,
+            ..inputs(&p)
+        });
+        assert_eq!(
+            (over.action, over.rule.clone()),
+            (Action::Block, Rule::PerMailboxLimit { limit: 2, count: 2 })
+        );
         assert_eq!(over.reasons, Reasons::of(&[Reason::PerMailboxLimit]));
         // An existing (admitted) device keeps working even above the limit.
-        let existing = decide(&AccessInputs { other_admitted_devices: 5, admitted_before: true, ..inputs(&p) });
+        let existing = decide(&AccessInputs {
+            other_admitted_devices: 5,
+            admitted_before: true,
+            ..inputs(&p)
+        });
         assert_eq!(existing.action, Action::Allow);
         // Listed allowed is the portal's call.
         let listed = decide(&AccessInputs {
@@ -335,29 +392,65 @@ mod tests {
         assert_eq!(listed.rule, Rule::ListedAllowed);
         // 0 = no limit.
         let p0 = policy();
-        assert_eq!(decide(&AccessInputs { other_admitted_devices: 1000, ..inputs(&p0) }).action, Action::Allow);
+        assert_eq!(
+            decide(&AccessInputs {
+                other_admitted_devices: 1000,
+                ..inputs(&p0)
+            })
+            .action,
+            Action::Allow
+        );
     }
 
     #[test]
     fn portal_unreachable_applies_to_devices_new_since_the_outage() {
         let since = Timestamp(1000);
-        for portal in [PortalSync::Unreachable { since }, PortalSync::NeverSynced { since }] {
+        for portal in [
+            PortalSync::Unreachable { since },
+            PortalSync::NeverSynced { since },
+        ] {
             let p = AccessPolicy {
                 when_portal_unreachable: AllowBlock::Block,
                 unregistered: AllowBlock::Allow,
                 ..policy()
             };
-            let new = decide(&AccessInputs { portal, ..inputs(&p) });
-            assert_eq!((new.action, new.rule), (Action::Block, Rule::PortalUnreachableNewBlocked));
-            let first_seen_during = decide(&AccessInputs { portal, first_seen: Some(Timestamp(1500)), ..inputs(&p) });
+            let new = decide(&AccessInputs {
+                portal,
+                ..inputs(&p)
+            });
+            assert_eq!(
+                (new.action, new.rule),
+                (Action::Block, Rule::PortalUnreachableNewBlocked)
+            );
+            let first_seen_during = decide(&AccessInputs {
+                portal,
+                first_seen: Some(Timestamp(1500)),
+                ..inputs(&p)
+            });
             assert_eq!(first_seen_during.action, Action::Block);
-            let known = decide(&AccessInputs { portal, first_seen: Some(Timestamp(10)), ..inputs(&p) });
-            assert_eq!((known.action, known.rule), (Action::Allow, Rule::UnregisteredAllowed));
+            let known = decide(&AccessInputs {
+                portal,
+                first_seen: Some(Timestamp(10)),
+                ..inputs(&p)
+            });
+            assert_eq!(
+                (known.action, known.rule),
+                (Action::Allow, Rule::UnregisteredAllowed)
+            );
             // Allow while unreachable even when unregistered = block: the portal may have
             // registered it meanwhile.
-            let p = AccessPolicy { unregistered: AllowBlock::Block, ..policy() };
-            let new = decide(&AccessInputs { portal, ..inputs(&p) });
-            assert_eq!((new.action, new.rule), (Action::Allow, Rule::PortalUnreachableNewAllowed));
+            let p = AccessPolicy {
+                unregistered: AllowBlock::Block,
+                ..policy()
+            };
+            let new = decide(&AccessInputs {
+                portal,
+                ..inputs(&p)
+            });
+            assert_eq!(
+                (new.action, new.rule),
+                (Action::Allow, Rule::PortalUnreachableNewAllowed)
+            );
             // Listed devices are unaffected by the outage.
             let listed = decide(&AccessInputs {
                 portal,
@@ -367,16 +460,27 @@ mod tests {
             assert_eq!(listed.rule, Rule::ListedBlocked);
         }
         // In sync: the unregistered rule.
-        let p = AccessPolicy { when_portal_unreachable: AllowBlock::Block, ..policy() };
-        let d = decide(&AccessInputs { portal: PortalSync::InSync, ..inputs(&p) });
+        let p = AccessPolicy {
+            when_portal_unreachable: AllowBlock::Block,
+            ..policy()
+        };
+        let d = decide(&AccessInputs {
+            portal: PortalSync::InSync,
+            ..inputs(&p)
+        });
         assert_eq!(d.rule, Rule::UnregisteredAllowed);
     }
 
     #[test]
     fn portal_allow_still_subject_to_limit() {
-        let p = AccessPolicy { max_devices_per_mailbox: 1, ..policy() };
+        let p = AccessPolicy {
+            max_devices_per_mailbox: 1,
+            ..policy()
+        };
         let d = decide(&AccessInputs {
-            portal: PortalSync::Unreachable { since: Timestamp(0) },
+            portal: PortalSync::Unreachable {
+                since: Timestamp(0),
+            },
             other_admitted_devices: 1,
             ..inputs(&p)
         });
@@ -385,15 +489,28 @@ mod tests {
 
     #[test]
     fn report_only_lets_everything_through_and_says_what_it_would_do() {
-        let p = AccessPolicy { mode: AccessMode::ReportOnly, unregistered: AllowBlock::Block, ..policy() };
+        let p = AccessPolicy {
+            mode: AccessMode::ReportOnly,
+            unregistered: AllowBlock::Block,
+            ..policy()
+        };
         let d = decide(&inputs(&p));
         assert_eq!(d.action, Action::Allow);
         assert!(d.would_block);
         assert_eq!(d.enforced_action(), Action::Block);
         assert_eq!(d.rule.effective(), &Rule::UnregisteredBlocked);
-        let wipe = decide(&AccessInputs { listed: Some((AccessState::Wipe, Reasons::EMPTY)), ..inputs(&p) });
-        assert_eq!((wipe.action, wipe.would_block, wipe.enforced_action()), (Action::Allow, true, Action::Wipe));
-        let ok = decide(&AccessInputs { listed: Some((AccessState::Allowed, Reasons::EMPTY)), ..inputs(&p) });
+        let wipe = decide(&AccessInputs {
+            listed: Some((AccessState::Wipe, Reasons::EMPTY)),
+            ..inputs(&p)
+        });
+        assert_eq!(
+            (wipe.action, wipe.would_block, wipe.enforced_action()),
+            (Action::Allow, true, Action::Wipe)
+        );
+        let ok = decide(&AccessInputs {
+            listed: Some((AccessState::Allowed, Reasons::EMPTY)),
+            ..inputs(&p)
+        });
         assert!(!ok.would_block);
         let j = d.explain_json();
         assert_eq!(j["decision"], "ALLOW");
@@ -405,13 +522,27 @@ mod tests {
 
     #[test]
     fn explain_json_shape() {
-        let p = AccessPolicy { max_devices_per_mailbox: 3, ..policy() };
-        let d = decide(&AccessInputs { other_admitted_devices: 3, ..inputs(&p) });
+        let p = AccessPolicy {
+            max_devices_per_mailbox: 3,
+            ..policy()
+        };
+        let d = decide(&AccessInputs {
+            other_admitted_devices: 3,
+            ..inputs(&p)
+        });
         let j = d.explain_json();
         assert_eq!(j["decision"], "BLOCK");
         assert_eq!(j["rule"], "per_mailbox_limit");
-        assert_eq!((j["limit"].as_u64(), j["count"].as_u64()), (Some(3), Some(3)));
+        assert_eq!(
+            (j["limit"].as_u64(), j["count"].as_u64()),
+            (Some(3), Some(3))
+        );
         assert_eq!(j["reasons"], json!(["per_mailbox_limit"]));
-        assert!(j["explanation"].as_str().unwrap().contains("max_devices_per_mailbox = 3"));
+        assert!(
+            j["explanation"]
+                .as_str()
+                .unwrap()
+                .contains("max_devices_per_mailbox = 3")
+        );
     }
 }

@@ -128,7 +128,9 @@ impl FromIterator<Reason> for Reasons {
 
 impl fmt::Debug for Reasons {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter().map(Reason::as_str)).finish()
+        f.debug_set()
+            .entries(self.iter().map(Reason::as_str))
+            .finish()
     }
 }
 
@@ -166,7 +168,7 @@ pub struct WipeRecord {
 }
 
 impl WipeRecord {
-    fn requested(now: Timestamp) -> Self {
+    pub(crate) fn requested(now: Timestamp) -> Self {
         Self {
             requested_at: now,
             sent_at: None,
@@ -180,7 +182,6 @@ impl WipeRecord {
 
 /// One access-list entry as stored, persisted and listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AccessEntry {
     /// As the portal spelled it.
     pub user: String,
@@ -287,14 +288,24 @@ impl Errors {
 }
 
 fn parse(body: &[u8], kind: ChangeKind) -> Result<ListChange, AccessError> {
-    let raw: RawBody = serde_json::from_slice(body).map_err(|e| AccessError::BadJson { message: e.to_string() })?;
+    let raw: RawBody = serde_json::from_slice(body).map_err(|e| AccessError::BadJson {
+        message: e.to_string(),
+    })?;
     let mut errors = Errors(Vec::new(), 0);
     if kind == ChangeKind::Replace {
         if raw.remove.is_some() {
-            errors.push(FieldError::new("remove", "", "absent in PUT (use PATCH to remove entries)"));
+            errors.push(FieldError::new(
+                "remove",
+                "",
+                "absent in PUT (use PATCH to remove entries)",
+            ));
         }
         if raw.devices.is_none() {
-            errors.push(FieldError::new("devices", "", "present in PUT (an empty array clears the list)"));
+            errors.push(FieldError::new(
+                "devices",
+                "",
+                "present in PUT (an empty array clears the list)",
+            ));
         }
     }
     let devices = raw.devices.unwrap_or_default();
@@ -302,15 +313,26 @@ fn parse(body: &[u8], kind: ChangeKind) -> Result<ListChange, AccessError> {
     for (name, len) in [("devices", devices.len()), ("remove", remove.len())] {
         if len > MAX_LIST_ENTRIES {
             tracing::debug!(field = name, len, "device list body too large");
-            return Err(AccessError::TooManyEntries { count: len, limit: MAX_LIST_ENTRIES });
+            return Err(AccessError::TooManyEntries {
+                count: len,
+                limit: MAX_LIST_ENTRIES,
+            });
         }
     }
 
     let mut seen: HashMap<DeviceKey, usize> = HashMap::with_capacity(devices.len());
     let mut upserts = Vec::with_capacity(devices.len());
     for (i, e) in devices.into_iter().enumerate() {
-        let user = check_user(&format!("devices[{i}].user"), e.user.as_deref(), &mut errors);
-        let dev = check_device_id(&format!("devices[{i}].device_id"), e.device_id.as_deref(), &mut errors);
+        let user = check_user(
+            &format!("devices[{i}].user"),
+            e.user.as_deref(),
+            &mut errors,
+        );
+        let dev = check_device_id(
+            &format!("devices[{i}].device_id"),
+            e.device_id.as_deref(),
+            &mut errors,
+        );
         let state = match e.state.as_deref() {
             Some("allowed") => Some(AccessState::Allowed),
             Some("blocked") => Some(AccessState::Blocked),
@@ -326,7 +348,11 @@ fn parse(body: &[u8], kind: ChangeKind) -> Result<ListChange, AccessError> {
         };
         let mut reasons = Reasons::EMPTY;
         if e.reasons.len() > MAX_REASONS_IN_BODY {
-            errors.push(FieldError::new(format!("devices[{i}].reasons"), "", "at most 32 reason flags"));
+            errors.push(FieldError::new(
+                format!("devices[{i}].reasons"),
+                "",
+                "at most 32 reason flags",
+            ));
         } else {
             for (j, r) in e.reasons.iter().enumerate() {
                 match Reason::parse(r) {
@@ -348,7 +374,13 @@ fn parse(body: &[u8], kind: ChangeKind) -> Result<ListChange, AccessError> {
                     format!("unique in the body (same user and device_id as devices[{first}])"),
                 ));
             }
-            upserts.push(EntrySpec { key, user, device_id, state, reasons });
+            upserts.push(EntrySpec {
+                key,
+                user,
+                device_id,
+                state,
+                reasons,
+            });
         }
     }
 
@@ -356,7 +388,11 @@ fn parse(body: &[u8], kind: ChangeKind) -> Result<ListChange, AccessError> {
     let mut removes = Vec::with_capacity(remove.len());
     for (i, k) in remove.into_iter().enumerate() {
         let user = check_user(&format!("remove[{i}].user"), k.user.as_deref(), &mut errors);
-        let dev = check_device_id(&format!("remove[{i}].device_id"), k.device_id.as_deref(), &mut errors);
+        let dev = check_device_id(
+            &format!("remove[{i}].device_id"),
+            k.device_id.as_deref(),
+            &mut errors,
+        );
         if let (Some(user), Some(device_id)) = (user, dev) {
             let key = DeviceKey::new(&user, &device_id);
             if let Some(j) = seen.get(&key) {
@@ -366,7 +402,11 @@ fn parse(body: &[u8], kind: ChangeKind) -> Result<ListChange, AccessError> {
                     format!("not also in devices (it is devices[{j}])"),
                 ));
             } else if !removing.insert(key.clone()) {
-                errors.push(FieldError::new(format!("remove[{i}]"), &format!("{user}/{device_id}"), "unique in remove"));
+                errors.push(FieldError::new(
+                    format!("remove[{i}]"),
+                    &format!("{user}/{device_id}"),
+                    "unique in remove",
+                ));
             } else {
                 removes.push(key);
             }
@@ -376,11 +416,31 @@ fn parse(body: &[u8], kind: ChangeKind) -> Result<ListChange, AccessError> {
     if errors.1 > 0 {
         let Errors(mut list, total) = errors;
         if total > list.len() {
-            list.push(FieldError::new("body", "", format!("valid ({} more errors not shown)", total - list.len())));
+            list.push(FieldError::new(
+                "body",
+                "",
+                format!("valid ({} more errors not shown)", total - list.len()),
+            ));
         }
         return Err(AccessError::InvalidBody { errors: list });
     }
-    Ok(ListChange { kind, upserts, removes })
+    Ok(ListChange {
+        kind,
+        upserts,
+        removes,
+    })
+}
+
+/// Validate a `(user, device_id)` pair given by an admin (e.g. `GET /v1/explain?user=&device_id=`)
+/// with the same rules as a body, and normalise it.
+pub fn validate_key(user: &str, device_id: &str) -> Result<DeviceKey, AccessError> {
+    let mut errors = Errors(Vec::new(), 0);
+    let u = check_user("user", Some(user), &mut errors);
+    let d = check_device_id("device_id", Some(device_id), &mut errors);
+    match (u, d) {
+        (Some(u), Some(d)) => Ok(DeviceKey::new(&u, &d)),
+        _ => Err(AccessError::InvalidBody { errors: errors.0 }),
+    }
 }
 
 /// `User` rules shared with the request parser (`eas::device::validate_user`): 1..=256
@@ -393,7 +453,11 @@ fn check_user(field: &str, value: Option<&str>, errors: &mut Errors) -> Option<S
     match eas::device::validate_user("User", v) {
         Ok(()) => Some(v.to_owned()),
         Err(_) => {
-            errors.push(FieldError::new(field, v, "1..=256 characters without control characters"));
+            errors.push(FieldError::new(
+                field,
+                v,
+                "1..=256 characters without control characters",
+            ));
             None
         }
     }
@@ -409,7 +473,11 @@ fn check_device_id(field: &str, value: Option<&str>, errors: &mut Errors) -> Opt
     match eas::DeviceId::parse(v) {
         Ok(id) => Some(id.as_str().to_owned()),
         Err(_) => {
-            errors.push(FieldError::new(field, v, "1..=32 ASCII letters, digits, '-' or '_'"));
+            errors.push(FieldError::new(
+                field,
+                v,
+                "1..=32 ASCII letters, digits, '-' or '_'",
+            ));
             None
         }
     }
@@ -454,7 +522,17 @@ impl AccessList {
         let mut all: Vec<(DeviceKey, &AccessEntry)> = self
             .users
             .iter()
-            .flat_map(|(u, devs)| devs.iter().map(move |(d, e)| (DeviceKey { user: u.clone(), device: d.clone() }, e)))
+            .flat_map(|(u, devs)| {
+                devs.iter().map(move |(d, e)| {
+                    (
+                        DeviceKey {
+                            user: u.clone(),
+                            device: d.clone(),
+                        },
+                        e,
+                    )
+                })
+            })
             .collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         all.into_iter().map(|(_, e)| e.clone()).collect()
@@ -488,17 +566,33 @@ impl AccessList {
     /// Wipe semantics: setting `wipe` on an entry already Wipe keeps its progress; on an entry
     /// already Wiped it stays Wiped (the portal keeps sending `wipe` after the device confirmed;
     /// re-arming needs another state first). Any non-wipe state drops the wipe record.
-    pub fn apply(&mut self, change: &ListChange, now: Timestamp, limit: usize) -> Result<ChangeReport, AccessError> {
+    pub fn apply(
+        &mut self,
+        change: &ListChange,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<ChangeReport, AccessError> {
         let resulting = match change.kind {
             ChangeKind::Replace => change.upserts.len(),
             ChangeKind::Patch => {
-                let added = change.upserts.iter().filter(|s| self.get(&s.key).is_none()).count();
-                let removed = change.removes.iter().filter(|k| self.get(k).is_some()).count();
-                self.len + added - removed
+                let added = change
+                    .upserts
+                    .iter()
+                    .filter(|s| self.get(&s.key).is_none())
+                    .count();
+                let removed = change
+                    .removes
+                    .iter()
+                    .filter(|k| self.get(k).is_some())
+                    .count();
+                (self.len + added).saturating_sub(removed)
             }
         };
         if resulting > limit {
-            return Err(AccessError::TooManyEntries { count: resulting, limit });
+            return Err(AccessError::TooManyEntries {
+                count: resulting,
+                limit,
+            });
         }
 
         let mut report = ChangeReport::default();
@@ -507,7 +601,12 @@ impl AccessList {
             let gone: Vec<DeviceKey> = self
                 .users
                 .iter()
-                .flat_map(|(u, devs)| devs.keys().map(move |d| DeviceKey { user: u.clone(), device: d.clone() }))
+                .flat_map(|(u, devs)| {
+                    devs.keys().map(move |d| DeviceKey {
+                        user: u.clone(),
+                        device: d.clone(),
+                    })
+                })
                 .filter(|k| !keep.contains(k))
                 .collect();
             for k in gone {
@@ -530,9 +629,12 @@ impl AccessList {
                         (_, s) => s,
                     };
                     let wipe = match new_state {
-                        AccessState::Wipe | AccessState::Wiped => {
-                            Some(entry.wipe.filter(|_| entry.state == new_state).unwrap_or(WipeRecord::requested(now)))
-                        }
+                        AccessState::Wipe | AccessState::Wiped => Some(
+                            entry
+                                .wipe
+                                .filter(|_| entry.state == new_state)
+                                .unwrap_or(WipeRecord::requested(now)),
+                        ),
                         _ => None,
                     };
                     let changed = entry.state != new_state || entry.reasons != spec.reasons;
@@ -561,7 +663,10 @@ impl AccessList {
                         updated_at: now,
                         wipe: (spec.state == AccessState::Wipe).then(|| WipeRecord::requested(now)),
                     };
-                    self.users.entry(spec.key.user.clone()).or_default().insert(spec.key.device.clone(), entry);
+                    self.users
+                        .entry(spec.key.user.clone())
+                        .or_default()
+                        .insert(spec.key.device.clone(), entry);
                     self.len += 1;
                     report.added += 1;
                     report.changed.push(spec.key.clone());
@@ -591,20 +696,29 @@ mod tests {
         assert_eq!(c.upserts.len(), 1);
         assert_eq!(c.upserts[0].key, DeviceKey::new("ALICE", "applf17xyz"));
         assert_eq!(c.upserts[0].device_id, "ApplF17XYZ");
-        assert_eq!(c.upserts[0].reasons, Reasons::of(&[Reason::Manual, Reason::Compromised]));
+        assert_eq!(
+            c.upserts[0].reasons,
+            Reasons::of(&[Reason::Manual, Reason::Compromised])
+        );
         assert_eq!(c.removes, vec![DeviceKey::new("bob", "dev1")]);
     }
 
     #[test]
     fn put_rules() {
-        assert!(matches!(parse_replace(br#"{}"#), Err(AccessError::InvalidBody { .. })));
+        assert!(matches!(
+            parse_replace(br#"{}"#),
+            Err(AccessError::InvalidBody { .. })
+        ));
         let Err(AccessError::InvalidBody { errors }) =
             parse_replace(br#"{"devices": [], "remove": [{"user":"a","device_id":"b"}]}"#)
         else {
             panic!()
         };
         assert_eq!(errors[0].field, "remove");
-        assert_eq!(parse_replace(br#"{"devices": []}"#).unwrap().upserts.len(), 0);
+        assert_eq!(
+            parse_replace(br#"{"devices": []}"#).unwrap().upserts.len(),
+            0
+        );
     }
 
     #[test]
@@ -615,7 +729,9 @@ mod tests {
             {"user": "ALICE", "device_id": "OK1", "state": "blocked"},
             {"device_id": "x", "state": "wiped"}
         ], "remove": [{"user": "alice", "device_id": "ok1"}, {"user": "u", "device_id": "a-33-chars-aaaaaaaaaaaaaaaaaaaaaa"}]}"#;
-        let Err(AccessError::InvalidBody { errors }) = parse_patch(body) else { panic!() };
+        let Err(AccessError::InvalidBody { errors }) = parse_patch(body) else {
+            panic!()
+        };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -637,21 +753,32 @@ mod tests {
 
     #[test]
     fn bad_json_and_unknown_fields() {
-        assert!(matches!(parse_patch(b"{"), Err(AccessError::BadJson { .. })));
-        assert!(matches!(parse_patch(br#"{"devices": [], "extra": 1}"#), Err(AccessError::BadJson { .. })));
         assert!(matches!(
-            parse_patch(br#"{"devices": [{"user":"a","device_id":"b","state":"allowed","colour":"red"}]}"#),
+            parse_patch(b"{"),
+            Err(AccessError::BadJson { .. })
+        ));
+        assert!(matches!(
+            parse_patch(br#"{"devices": [], "extra": 1}"#),
+            Err(AccessError::BadJson { .. })
+        ));
+        assert!(matches!(
+            parse_patch(
+                br#"{"devices": [{"user":"a","device_id":"b","state":"allowed","colour":"red"}]}"#
+            ),
             Err(AccessError::BadJson { .. })
         ));
         let e = parse_patch(b"\x00").unwrap_err();
-        assert_eq!((e.fault(), e.http_status()), (super::super::Fault::Client, 400));
+        assert_eq!(
+            (e.fault(), e.http_status()),
+            (super::super::Fault::Client, 400)
+        );
     }
 
     #[test]
     fn control_characters_are_escaped_in_errors() {
-        let Err(AccessError::InvalidBody { errors }) =
-            parse_patch(br#"{"devices": [{"user":"a\nFAKE LOG","device_id":"b","state":"allowed"}]}"#)
-        else {
+        let Err(AccessError::InvalidBody { errors }) = parse_patch(
+            br#"{"devices": [{"user":"a\nFAKE LOG","device_id":"b","state":"allowed"}]}"#,
+        ) else {
             panic!()
         };
         assert_eq!(errors[0].value, "a\\nFAKE LOG");
@@ -668,27 +795,34 @@ mod tests {
         assert_eq!((r.unchanged, r.changed.len()), (2, 0));
         assert_eq!(l.get(&DeviceKey::new("A", "D1")).unwrap().updated_at, t(1));
         // Replace keeps only d2 (now allowed).
-        let c = parse_replace(br#"{"devices": [{"user":"a","device_id":"D2","state":"allowed"}]}"#).unwrap();
+        let c = parse_replace(br#"{"devices": [{"user":"a","device_id":"D2","state":"allowed"}]}"#)
+            .unwrap();
         let r = l.apply(&c, t(3), 10).unwrap();
         assert_eq!((r.removed, r.updated, r.total), (1, 1, 1));
         assert_eq!(l.get(&DeviceKey::new("a", "d2")).unwrap().device_id, "D2");
         // Limit checked before anything changes.
         let c = parse_patch(br#"{"devices": [{"user":"b","device_id":"x","state":"allowed"},{"user":"c","device_id":"x","state":"allowed"}]}"#).unwrap();
-        assert!(matches!(l.apply(&c, t(4), 2), Err(AccessError::TooManyEntries { count: 3, limit: 2 })));
+        assert!(matches!(
+            l.apply(&c, t(4), 2),
+            Err(AccessError::TooManyEntries { count: 3, limit: 2 })
+        ));
         assert_eq!(l.len(), 1);
     }
 
     #[test]
     fn wipe_progress_survives_repeated_wipe() {
         let mut l = AccessList::new();
-        let wipe = parse_patch(br#"{"devices": [{"user":"a","device_id":"d","state":"wipe"}]}"#).unwrap();
+        let wipe =
+            parse_patch(br#"{"devices": [{"user":"a","device_id":"d","state":"wipe"}]}"#).unwrap();
         l.apply(&wipe, t(1), 10).unwrap();
         let k = DeviceKey::new("a", "d");
         l.get_mut(&k).unwrap().state = AccessState::Wiped;
         let r = l.apply(&wipe, t(2), 10).unwrap();
         assert_eq!(r.unchanged, 1);
         assert_eq!(l.get(&k).unwrap().state, AccessState::Wiped);
-        let allow = parse_patch(br#"{"devices": [{"user":"a","device_id":"d","state":"allowed"}]}"#).unwrap();
+        let allow =
+            parse_patch(br#"{"devices": [{"user":"a","device_id":"d","state":"allowed"}]}"#)
+                .unwrap();
         l.apply(&allow, t(3), 10).unwrap();
         assert_eq!(l.get(&k).unwrap().wipe, None);
         l.apply(&wipe, t(4), 10).unwrap();
@@ -699,11 +833,18 @@ mod tests {
     #[test]
     fn reasons_serde() {
         let r = Reasons::of(&[Reason::PolicyOutOfDate, Reason::Manual]);
-        assert_eq!(serde_json::to_string(&r).unwrap(), r#"["manual","policy_out_of_date"]"#);
-        let back: Reasons = serde_json::from_str(r#"["policy_out_of_date","manual","manual"]"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"["manual","policy_out_of_date"]"#
+        );
+        let back: Reasons =
+            serde_json::from_str(r#"["policy_out_of_date","manual","manual"]"#).unwrap();
         assert_eq!(back, r);
         for reason in Reason::ALL {
-            assert_eq!(serde_json::to_string(&reason).unwrap(), format!("\"{}\"", reason.as_str()));
+            assert_eq!(
+                serde_json::to_string(&reason).unwrap(),
+                format!("\"{}\"", reason.as_str())
+            );
         }
     }
 }

@@ -26,8 +26,8 @@ pub use associations::{Association, AssociationPage, AssociationQuery, RequestIn
 pub use config::{AccessMode, AccessPolicy, AllowBlock, DeviceAccessConfig};
 pub use decide::{AccessInputs, Action, Decision, PortalSync, Rule, decide};
 pub use list::{
-    AccessEntry, AccessList, AccessState, ChangeKind, ChangeReport, EntrySpec, ListChange, MAX_LIST_ENTRIES,
-    Reason, Reasons, WipeRecord, parse_patch, parse_replace,
+    AccessEntry, AccessList, AccessState, ChangeKind, ChangeReport, EntrySpec, ListChange,
+    MAX_LIST_ENTRIES, Reason, Reasons, WipeRecord, parse_patch, parse_replace, validate_key,
 };
 pub use store::{AccessChange, AccessChanges, DeviceAccess, WipeAck};
 pub use time::Timestamp;
@@ -44,7 +44,10 @@ pub struct DeviceKey {
 impl DeviceKey {
     /// Normalise once, here, so no other code compares raw spellings.
     pub fn new(user: &str, device_id: &str) -> Self {
-        Self { user: user.to_lowercase(), device: device_id.to_ascii_lowercase() }
+        Self {
+            user: user.to_lowercase(),
+            device: device_id.to_ascii_lowercase(),
+        }
     }
 }
 
@@ -78,7 +81,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub(crate) fn new(field: impl Into<String>, value: &str, allowed: impl Into<String>) -> Self {
-        Self { field: field.into(), value: clip(value), allowed: allowed.into() }
+        Self {
+            field: field.into(),
+            value: clip(value),
+            allowed: allowed.into(),
+        }
     }
 }
 
@@ -87,19 +94,31 @@ impl fmt::Display for FieldError {
         if self.value.is_empty() {
             write!(f, "{}: must be {}", self.field, self.allowed)
         } else {
-            write!(f, "{} = {:?}: must be {}", self.field, self.value, self.allowed)
+            write!(
+                f,
+                "{} = {:?}: must be {}",
+                self.field, self.value, self.allowed
+            )
         }
     }
 }
 
 fn join(errors: &[FieldError]) -> String {
-    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Clip a value for an error message or log line: bounded length, control characters escaped
 /// (so a hostile value cannot forge log lines).
 pub(crate) fn clip(value: &str) -> String {
-    let mut out: String = value.chars().take(80).flat_map(char::escape_default).collect();
+    let mut out: String = value
+        .chars()
+        .take(80)
+        .flat_map(char::escape_default)
+        .collect();
     if value.chars().count() > 80 {
         out.push('…');
     }
@@ -136,7 +155,11 @@ pub enum AccessError {
         "device state file {path} is unreadable: {reason}; a copy was kept at {}; fix or remove the file to start (the portal resends the list)",
         copy.as_ref().map_or_else(|| "<copy failed>".to_owned(), |p| p.display().to_string())
     )]
-    CorruptState { path: PathBuf, copy: Option<PathBuf>, reason: String },
+    CorruptState {
+        path: PathBuf,
+        copy: Option<PathBuf>,
+        reason: String,
+    },
 
     /// `[device_access]` section errors.
     #[error("invalid [device_access] config: {}", join(errors))]
@@ -146,8 +169,12 @@ pub enum AccessError {
 impl AccessError {
     pub fn fault(&self) -> Fault {
         match self {
-            Self::BadJson { .. } | Self::InvalidBody { .. } | Self::TooManyEntries { .. } => Fault::Client,
-            Self::StateIo { .. } | Self::CorruptState { .. } | Self::InvalidConfig { .. } => Fault::Host,
+            Self::BadJson { .. } | Self::InvalidBody { .. } | Self::TooManyEntries { .. } => {
+                Fault::Client
+            }
+            Self::StateIo { .. } | Self::CorruptState { .. } | Self::InvalidConfig { .. } => {
+                Fault::Host
+            }
         }
     }
 

@@ -26,10 +26,15 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 
-use super::associations::{Association, AssociationPage, AssociationQuery, Associations, RequestInfo};
+use super::associations::{
+    Association, AssociationPage, AssociationQuery, Associations, RequestInfo,
+};
 use super::config::AccessPolicy;
 use super::decide::{AccessInputs, Action, Decision, PortalSync, decide};
-use super::list::{AccessEntry, AccessList, AccessState, ChangeReport, ListChange, MAX_LIST_ENTRIES, parse_patch, parse_replace};
+use super::list::{
+    AccessEntry, AccessList, AccessState, ChangeReport, ListChange, MAX_LIST_ENTRIES, WipeRecord,
+    parse_patch, parse_replace, validate_key,
+};
 use super::time::Timestamp;
 use super::{AccessError, DeviceKey};
 
@@ -92,8 +97,9 @@ pub enum WipeAck {
     NotPending,
 }
 
+/// The state file. Unknown fields are ignored (additive changes keep the format number; an
+/// incompatible change bumps it, and an unknown number refuses to load).
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct StateFile {
     format: u32,
     saved_at: Timestamp,
@@ -170,16 +176,25 @@ impl DeviceAccess {
     }
 
     fn restore(&self, bytes: &[u8]) -> Result<(), String> {
-        let state: StateFile = serde_json::from_slice(bytes).map_err(|e| format!("not valid state JSON: {e}"))?;
+        let state: StateFile =
+            serde_json::from_slice(bytes).map_err(|e| format!("not valid state JSON: {e}"))?;
         if state.format != STATE_FORMAT {
-            return Err(format!("unknown format {} (this gateway writes {STATE_FORMAT})", state.format));
+            return Err(format!(
+                "unknown format {} (this gateway writes {STATE_FORMAT})",
+                state.format
+            ));
         }
         if state.devices.len() > MAX_LIST_ENTRIES {
-            return Err(format!("{} entries, more than {MAX_LIST_ENTRIES}", state.devices.len()));
+            return Err(format!(
+                "{} entries, more than {MAX_LIST_ENTRIES}",
+                state.devices.len()
+            ));
         }
         let mut list = self.list.write();
         for (i, e) in state.devices.into_iter().enumerate() {
-            if eas::DeviceId::parse(&e.device_id).is_err() || eas::device::validate_user("User", &e.user).is_err() {
+            if eas::DeviceId::parse(&e.device_id).is_err()
+                || eas::device::validate_user("User", &e.user).is_err()
+            {
                 return Err(format!("devices[{i}] has an invalid user or device_id"));
             }
             if !list.insert_loaded(e) {
@@ -242,14 +257,21 @@ impl DeviceAccess {
             // Evict a batch below the bound so the O(n) scan runs rarely.
             let target = policy.max_associations - policy.max_associations / 64;
             let n = self.assoc.evict_to(target);
-            tracing::info!(evicted = n, max = policy.max_associations, "associations over the bound; evicted the oldest");
+            tracing::info!(
+                evicted = n,
+                max = policy.max_associations,
+                "associations over the bound; evicted the oldest"
+            );
         }
         decision
     }
 
     /// Record the answer a request got (status; server when forwarded). Cheap; optional.
     pub fn record_response(&self, user: &str, device_id: &str, status: u16, server: Option<&str>) {
-        if self.assoc.record_response(&DeviceKey::new(user, device_id), status, server) {
+        if self
+            .assoc
+            .record_response(&DeviceKey::new(user, device_id), status, server)
+        {
             self.mark_dirty();
         }
     }
@@ -258,6 +280,33 @@ impl DeviceAccess {
     /// parked requests re-checking).
     pub fn explain(&self, user: &str, device_id: &str) -> Decision {
         self.peek(&DeviceKey::new(user, device_id))
+    }
+
+    /// `GET /v1/explain?user=U&device_id=D`: validates the pair (422 naming the parameter), then
+    /// returns the decision, the rule, the reasons and a sentence, plus what it was based on:
+    /// the list entry and the association (or null).
+    pub fn explain_json(
+        &self,
+        user: &str,
+        device_id: &str,
+    ) -> Result<serde_json::Value, AccessError> {
+        let key = validate_key(user, device_id)?;
+        let mut v = self.peek(&key).explain_json();
+        v["user"] = user.into();
+        v["device_id"] = device_id.into();
+        v["mode"] = serde_json::to_value(self.policy().mode).unwrap_or_default();
+        v["listed"] = self
+            .list
+            .read()
+            .get(&key)
+            .and_then(|e| serde_json::to_value(e).ok())
+            .unwrap_or_default();
+        v["association"] = self
+            .assoc
+            .get(&key)
+            .and_then(|a| serde_json::to_value(a).ok())
+            .unwrap_or_default();
+        Ok(v)
     }
 
     fn peek(&self, key: &DeviceKey) -> Decision {
@@ -271,7 +320,9 @@ impl DeviceAccess {
 
     /// Subscribe to list and policy changes.
     pub fn subscribe_changes(&self) -> AccessChanges {
-        AccessChanges { rx: self.changes.subscribe() }
+        AccessChanges {
+            rx: self.changes.subscribe(),
+        }
     }
 
     /// For a parked request (Ping, long Sync) of an allowed device: a future that resolves with
@@ -280,7 +331,11 @@ impl DeviceAccess {
     /// change between the request's decision and the subscription is not missed. Holds one
     /// broadcast cursor and the key: cheap for thousands of parked Pings. Never resolves in
     /// report-only mode.
-    pub fn blocked_signal(self: &Arc<Self>, user: &str, device_id: &str) -> impl Future<Output = Decision> + Send + 'static {
+    pub fn blocked_signal(
+        self: &Arc<Self>,
+        user: &str,
+        device_id: &str,
+    ) -> impl Future<Output = Decision> + Send + 'static {
         let mut changes = self.subscribe_changes();
         let this = Arc::clone(self);
         let key = DeviceKey::new(user, device_id);
@@ -305,15 +360,13 @@ impl DeviceAccess {
         let key = DeviceKey::new(user, device_id);
         let now = Timestamp::now();
         let mut list = self.list.write();
-        let Some(entry) = list.get_mut(&key).filter(|e| e.state == AccessState::Wipe) else { return false };
-        let w = entry.wipe.get_or_insert_with(|| super::list::WipeRecord {
-            requested_at: entry.updated_at,
-            sent_at: None,
-            sent_count: 0,
-            acknowledged_at: None,
-            last_failure_at: None,
-            last_failure_status: None,
-        });
+        let Some(entry) = list.get_mut(&key).filter(|e| e.state == AccessState::Wipe) else {
+            return false;
+        };
+        let requested_at = entry.updated_at;
+        let w = entry
+            .wipe
+            .get_or_insert(WipeRecord::requested(requested_at));
         w.sent_at = Some(now);
         w.sent_count = w.sent_count.saturating_add(1);
         drop(list);
@@ -328,15 +381,13 @@ impl DeviceAccess {
         let key = DeviceKey::new(user, device_id);
         let now = Timestamp::now();
         let mut list = self.list.write();
-        let Some(entry) = list.get_mut(&key).filter(|e| e.state == AccessState::Wipe) else { return WipeAck::NotPending };
-        let w = entry.wipe.get_or_insert_with(|| super::list::WipeRecord {
-            requested_at: entry.updated_at,
-            sent_at: None,
-            sent_count: 0,
-            acknowledged_at: None,
-            last_failure_at: None,
-            last_failure_status: None,
-        });
+        let Some(entry) = list.get_mut(&key).filter(|e| e.state == AccessState::Wipe) else {
+            return WipeAck::NotPending;
+        };
+        let requested_at = entry.updated_at;
+        let w = entry
+            .wipe
+            .get_or_insert(WipeRecord::requested(requested_at));
         let outcome = if status == 1 {
             w.acknowledged_at = Some(now);
             entry.state = AccessState::Wiped;
@@ -356,7 +407,9 @@ impl DeviceAccess {
                 "wiped".clone_into(&mut a.rule);
             });
             tracing::info!(device = %key, "remote wipe acknowledged");
-            let _ = self.changes.send(AccessChange::Keys(Arc::new(HashSet::from([key]))));
+            let _ = self
+                .changes
+                .send(AccessChange::Keys(Arc::new(HashSet::from([key]))));
         } else {
             tracing::warn!(device = %key, status, "remote wipe reported failure");
         }
@@ -391,7 +444,10 @@ impl DeviceAccess {
 
     /// Apply without waiting for the disk (the flusher writes it).
     pub fn apply_in_memory(&self, change: &ListChange) -> Result<ChangeReport, AccessError> {
-        let report = self.list.write().apply(change, Timestamp::now(), MAX_LIST_ENTRIES)?;
+        let report = self
+            .list
+            .write()
+            .apply(change, Timestamp::now(), MAX_LIST_ENTRIES)?;
         if !report.changed.is_empty() {
             self.mark_dirty();
             let msg = if report.changed.len() > MAX_KEYS_PER_CHANGE {
@@ -417,7 +473,10 @@ impl DeviceAccess {
     }
 
     pub fn entry(&self, user: &str, device_id: &str) -> Option<AccessEntry> {
-        self.list.read().get(&DeviceKey::new(user, device_id)).cloned()
+        self.list
+            .read()
+            .get(&DeviceKey::new(user, device_id))
+            .cloned()
     }
 
     /// `GET /v1/associations`.
@@ -458,7 +517,8 @@ impl DeviceAccess {
     /// are serialised so an older snapshot never overwrites a newer one.
     pub async fn flush(&self) -> Result<bool, AccessError> {
         let Some(path) = self.path.clone() else {
-            self.flushed.store(self.generation.load(Ordering::Acquire), Ordering::Release);
+            self.flushed
+                .store(self.generation.load(Ordering::Acquire), Ordering::Release);
             return Ok(false);
         };
         let _guard = self.flush_lock.lock().await;
@@ -486,8 +546,18 @@ impl DeviceAccess {
     /// writer never stalls the request path behind a long serialisation).
     fn snapshot_json(&self) -> Vec<u8> {
         let devices = self.list.read().entries_sorted();
-        let associations = self.assoc.snapshot_sorted().into_iter().map(|(_, a)| a).collect();
-        let state = StateFile { format: STATE_FORMAT, saved_at: Timestamp::now(), devices, associations };
+        let associations = self
+            .assoc
+            .snapshot_sorted()
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
+        let state = StateFile {
+            format: STATE_FORMAT,
+            saved_at: Timestamp::now(),
+            devices,
+            associations,
+        };
         // Serialising plain structs of strings and numbers cannot fail.
         serde_json::to_vec(&state).unwrap_or_default()
     }
@@ -527,21 +597,25 @@ fn decide_locked(
     let listed = entry.map(|e| (e.state, e.reasons));
     let assoc = devs.get(&key.device);
     let admitted_before = assoc.is_some_and(|a| a.admitted);
-    let other_admitted_devices = if policy.max_devices_per_mailbox > 0 && listed.is_none() && !admitted_before {
-        let n = devs
-            .iter()
-            .filter(|(d, a)| {
-                *d != &key.device
-                    && a.admitted
-                    && !list
-                        .get_parts(&key.user, d)
-                        .is_some_and(|e| matches!(e.state, AccessState::Blocked | AccessState::Wipe | AccessState::Wiped))
-            })
-            .count();
-        u32::try_from(n).unwrap_or(u32::MAX)
-    } else {
-        0
-    };
+    let other_admitted_devices =
+        if policy.max_devices_per_mailbox > 0 && listed.is_none() && !admitted_before {
+            let n = devs
+                .iter()
+                .filter(|(d, a)| {
+                    *d != &key.device
+                        && a.admitted
+                        && !list.get_parts(&key.user, d).is_some_and(|e| {
+                            matches!(
+                                e.state,
+                                AccessState::Blocked | AccessState::Wipe | AccessState::Wiped
+                            )
+                        })
+                })
+                .count();
+            u32::try_from(n).unwrap_or(u32::MAX)
+        } else {
+            0
+        };
     let inputs = AccessInputs {
         policy,
         listed,
@@ -559,7 +633,10 @@ fn write_state(path: &Path, bytes: &[u8]) -> io::Result<()> {
         && !dir.exists()
     {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
     crate::atomic_file::write_atomic(path, bytes, 0o600)
 }

@@ -48,7 +48,12 @@ impl Timestamp {
         };
         let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
+        if !(1..=12).contains(&month)
+            || !(1..=31).contains(&day)
+            || hour > 23
+            || min > 59
+            || sec > 60
+        {
             return None;
         }
         let mut rest = s.get(19..)?;
@@ -58,7 +63,12 @@ impl Timestamp {
             if digits == 0 {
                 return None;
             }
-            for (i, c) in frac.bytes().take(3).take_while(u8::is_ascii_digit).enumerate() {
+            for (i, c) in frac
+                .bytes()
+                .take(3)
+                .take_while(u8::is_ascii_digit)
+                .enumerate()
+            {
                 millis += i64::from(c - b'0') * [100, 10, 1][i];
             }
             rest = &frac[digits..];
@@ -67,7 +77,9 @@ impl Timestamp {
             return None;
         }
         let days = days_from_civil(year, month, day);
-        Some(Self(((days * 86_400 + hour * 3600 + min * 60 + sec) * 1000) + millis))
+        Some(Self(
+            ((days * 86_400 + hour * 3600 + min * 60 + sec) * 1000) + millis,
+        ))
     }
 }
 
@@ -135,9 +147,22 @@ mod tests {
         assert_eq!(t.to_string(), "2025-11-26T00:59:24.123Z");
         assert_eq!(Timestamp::parse_rfc3339(&t.to_string()), Some(t));
         assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(Timestamp::parse_rfc3339("2000-02-29T12:00:00Z"), Some(Timestamp(951_825_600_000)));
-        assert_eq!(Timestamp::parse_rfc3339("2000-02-29T12:00:00.5+00:00"), Some(Timestamp(951_825_600_500)));
-        for bad in ["", "2000-02-29", "2000-13-01T00:00:00Z", "2000-01-01T00:00:00+01:00", "2000-01-01T00:00:00.Z", "２000-01-01T00:00:00Z"] {
+        assert_eq!(
+            Timestamp::parse_rfc3339("2000-02-29T12:00:00Z"),
+            Some(Timestamp(951_825_600_000))
+        );
+        assert_eq!(
+            Timestamp::parse_rfc3339("2000-02-29T12:00:00.5+00:00"),
+            Some(Timestamp(951_825_600_500))
+        );
+        for bad in [
+            "",
+            "2000-02-29",
+            "2000-13-01T00:00:00Z",
+            "2000-01-01T00:00:00+01:00",
+            "2000-01-01T00:00:00.Z",
+            "２000-01-01T00:00:00Z",
+        ] {
             assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
         }
         for ms in [0, 1, 86_399_999, 951_782_400_000, 4_102_444_800_000, -1] {

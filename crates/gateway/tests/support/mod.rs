@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway::model::{
-    ActiveSyncModel, ListenAddrs, ManagementAuth, RequestLimits, Runtime, Scheduling, ServerAddr, ServerAuth,
-    ServerPolicy, ServiceModel, Timeouts,
+    ActiveSyncModel, ListenAddrs, ManagementAuth, RequestLimits, Runtime, Scheduling, ServerAddr,
+    ServerAuth, ServerPolicy, ServiceModel, Timeouts,
 };
 use gateway::state::Gateway;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -47,7 +47,10 @@ pub struct ChannelBody(mpsc::Receiver<Bytes>);
 impl Body for ChannelBody {
     type Data = Bytes;
     type Error = Infallible;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -61,14 +64,22 @@ pub fn channel_body() -> (mpsc::Sender<Bytes>, TBody) {
 
 /// A self-signed certificate for `names` (IP literals become IP SANs).
 pub fn cert(names: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-    let ck = rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
     (ck.cert.der().clone(), key)
 }
 
-pub fn server_config(names: &[&str], alpn: &[&[u8]]) -> (Arc<rustls::ServerConfig>, CertificateDer<'static>) {
+pub fn server_config(
+    names: &[&str],
+    alpn: &[&[u8]],
+) -> (Arc<rustls::ServerConfig>, CertificateDer<'static>) {
     let (c, k) = cert(names);
-    let mut cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(vec![c.clone()], k).unwrap();
+    let mut cfg = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![c.clone()], k)
+        .unwrap();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     (Arc::new(cfg), c)
 }
@@ -76,7 +87,9 @@ pub fn server_config(names: &[&str], alpn: &[&[u8]]) -> (Arc<rustls::ServerConfi
 pub fn client_config(trust: &CertificateDer<'static>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let mut roots = RootCertStore::empty();
     roots.add(trust.clone()).unwrap();
-    let mut cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(cfg)
 }
@@ -95,11 +108,17 @@ pub fn device_tls() -> DeviceTls {
 // --- runtime ------------------------------------------------------------------------------
 
 pub fn addr_of(a: SocketAddr) -> ServerAddr {
-    ServerAddr { host: a.ip().to_string(), port: a.port() }
+    ServerAddr {
+        host: a.ip().to_string(),
+        port: a.port(),
+    }
 }
 
 pub fn service(name: &str, servers: &[ServerAddr]) -> Arc<ServiceModel> {
-    Arc::new(ServiceModel { name: name.to_ascii_lowercase(), servers: servers.to_vec() })
+    Arc::new(ServiceModel {
+        name: name.to_ascii_lowercase(),
+        servers: servers.to_vec(),
+    })
 }
 
 /// A runtime with the documented defaults, plain HTTP to servers and devices, health check off,
@@ -111,8 +130,15 @@ pub fn runtime(servers: &[ServerAddr]) -> Runtime {
     Runtime {
         source,
         sentry_host: "gw.test".into(),
-        listen: ListenAddrs { devices: "127.0.0.1:0".parse().unwrap(), management: "127.0.0.1:0".parse().unwrap() },
-        management: ManagementAuth { token: Some("t".into()), client_ca: vec![], tls: mgmt_tls },
+        listen: ListenAddrs {
+            devices: "127.0.0.1:0".parse().unwrap(),
+            management: "127.0.0.1:0".parse().unwrap(),
+        },
+        management: ManagementAuth {
+            token: Some("t".into()),
+            client_ca: vec![],
+            tls: mgmt_tls,
+        },
         device_tls: None,
         trusted_proxies: vec![],
         activesync: ActiveSyncModel {
@@ -139,7 +165,10 @@ pub fn runtime(servers: &[ServerAddr]) -> Runtime {
             drain: Duration::from_secs(30),
             server_pool_idle: Duration::from_secs(90),
         },
-        limits: RequestLimits { max_header_bytes: 65536, max_body_bytes: 64 * 1024 * 1024 },
+        limits: RequestLimits {
+            max_header_bytes: 65536,
+            max_body_bytes: 64 * 1024 * 1024,
+        },
         data_dir: std::env::temp_dir(),
     }
 }
@@ -159,7 +188,12 @@ pub async fn start(rt: Runtime) -> RunningGateway {
     let addr = listener.local_addr().unwrap();
     let (stop, rx) = watch::channel(false);
     let task = tokio::spawn(gateway::serve_devices(gw.clone(), listener, rx));
-    RunningGateway { gw, addr, stop, task }
+    RunningGateway {
+        gw,
+        addr,
+        stop,
+        task,
+    }
 }
 
 // --- backends -----------------------------------------------------------------------------
@@ -224,10 +258,19 @@ pub async fn backend(h: Handler) -> Backend {
 }
 
 pub async fn backend_tls(h: Handler, tls: Arc<rustls::ServerConfig>) -> Backend {
-    backend_on(TcpListener::bind("127.0.0.1:0").await.unwrap(), h, Some(tls)).await
+    backend_on(
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        h,
+        Some(tls),
+    )
+    .await
 }
 
-pub async fn backend_on(listener: TcpListener, h: Handler, tls: Option<Arc<rustls::ServerConfig>>) -> Backend {
+pub async fn backend_on(
+    listener: TcpListener,
+    h: Handler,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Backend {
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let conns = Arc::new(AtomicUsize::new(0));
@@ -235,7 +278,9 @@ pub async fn backend_on(listener: TcpListener, h: Handler, tls: Option<Arc<rustl
     let (seen2, conns2, sni2) = (seen.clone(), conns.clone(), sni.clone());
     let task = tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             let conn = conns2.fetch_add(1, Ordering::SeqCst);
             let (h, seen, tls, sni) = (h.clone(), seen2.clone(), tls.clone(), sni2.clone());
             tokio::spawn(async move {
@@ -243,7 +288,11 @@ pub async fn backend_on(listener: TcpListener, h: Handler, tls: Option<Arc<rustl
                     let (h, seen) = (h.clone(), seen.clone());
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
                         let s = Seen {
                             method: parts.method,
                             uri: parts.uri.to_string(),
@@ -259,8 +308,11 @@ pub async fn backend_on(listener: TcpListener, h: Handler, tls: Option<Arc<rustl
                 b.preserve_header_case(true);
                 match tls {
                     Some(cfg) => {
-                        let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await else { return };
-                        sni.lock().push(s.get_ref().1.server_name().map(str::to_string));
+                        let Ok(s) = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await else {
+                            return;
+                        };
+                        sni.lock()
+                            .push(s.get_ref().1.server_name().map(str::to_string));
                         let _ = b.serve_connection(TokioIo::new(s), svc).await;
                     }
                     None => {
@@ -270,11 +322,19 @@ pub async fn backend_on(listener: TcpListener, h: Handler, tls: Option<Arc<rustl
             });
         }
     });
-    Backend { addr, seen, conns, sni, task }
+    Backend {
+        addr,
+        seen,
+        conns,
+        sni,
+        task,
+    }
 }
 
 /// A raw TCP backend: `f` gets each accepted stream.
-pub async fn raw_backend<F, Fut>(f: F) -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>)
+pub async fn raw_backend<F, Fut>(
+    f: F,
+) -> (SocketAddr, Arc<AtomicUsize>, tokio::task::JoinHandle<()>)
 where
     F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -286,7 +346,9 @@ where
     let f = Arc::new(f);
     let task = tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
             c2.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(f(tcp));
         }
@@ -334,9 +396,16 @@ pub async fn device(addr: SocketAddr, tls: Option<&CertificateDer<'static>>, h2:
             let alpn: &[&[u8]] = if h2 { &[b"h2"] } else { &[b"http/1.1"] };
             let cfg = client_config(cert, alpn);
             let name = ServerName::try_from("localhost").unwrap();
-            let s = tokio_rustls::TlsConnector::from(cfg).connect(name, tcp).await.unwrap();
+            let s = tokio_rustls::TlsConnector::from(cfg)
+                .connect(name, tcp)
+                .await
+                .unwrap();
             if h2 {
-                assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "gateway must offer h2 by ALPN");
+                assert_eq!(
+                    s.get_ref().1.alpn_protocol(),
+                    Some(&b"h2"[..]),
+                    "gateway must offer h2 by ALPN"
+                );
             }
             handshake(TokioIo::new(s), h2).await
         }
@@ -349,11 +418,17 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     if h2 {
-        let (s, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+        let (s, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
         tokio::spawn(c);
         Device::H2(s)
     } else {
-        let (s, c) = hyper::client::conn::http1::Builder::new().preserve_header_case(true).handshake(io).await.unwrap();
+        let (s, c) = hyper::client::conn::http1::Builder::new()
+            .preserve_header_case(true)
+            .handshake(io)
+            .await
+            .unwrap();
         tokio::spawn(c);
         Device::H1(s)
     }
@@ -378,27 +453,35 @@ impl Device {
     pub async fn send(&mut self, req: Request<TBody>) -> (StatusCode, HeaderMap, Bytes) {
         let resp = self.send_raw(req).await.expect("response");
         let (parts, body) = resp.into_parts();
-        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let body = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
         (parts.status, parts.headers, body)
     }
 }
 
 /// An ActiveSync POST on `/Microsoft-Server-ActiveSync?Cmd=<cmd>&User=<user>&DeviceId=<dev>&DeviceType=iPhone`.
 pub fn eas(host: &str, cmd: &str, user: &str, dev: &str, body: TBody) -> Request<TBody> {
-    Request::post(format!("/Microsoft-Server-ActiveSync?Cmd={cmd}&User={user}&DeviceId={dev}&DeviceType=iPhone"))
-        .header("host", host)
-        .header("content-type", "application/vnd.ms-sync.wbxml")
-        .header("ms-asprotocolversion", "14.1")
-        .body(body)
-        .unwrap()
+    Request::post(format!(
+        "/Microsoft-Server-ActiveSync?Cmd={cmd}&User={user}&DeviceId={dev}&DeviceType=iPhone"
+    ))
+    .header("host", host)
+    .header("content-type", "application/vnd.ms-sync.wbxml")
+    .header("ms-asprotocolversion", "14.1")
+    .body(body)
+    .unwrap()
 }
 
 /// Same as [`eas`] for HTTP/2 (absolute URI so hyper sends `:authority`).
 pub fn eas_h2(host: &str, cmd: &str, body: TBody) -> Request<TBody> {
-    Request::post(format!("https://{host}/Microsoft-Server-ActiveSync?Cmd={cmd}&User=u&DeviceId=D2&DeviceType=iPhone"))
-        .header("ms-asprotocolversion", "14.1")
-        .body(body)
-        .unwrap()
+    Request::post(format!(
+        "https://{host}/Microsoft-Server-ActiveSync?Cmd={cmd}&User=u&DeviceId=D2&DeviceType=iPhone"
+    ))
+    .header("ms-asprotocolversion", "14.1")
+    .body(body)
+    .unwrap()
 }
 
 /// WBXML `<Ping><HeartbeatInterval>secs</HeartbeatInterval></Ping>`.
