@@ -240,10 +240,12 @@ fn filter_response(
     Ok(Response::from_parts(parts, RespBody::Server { body }))
 }
 
-/// `(user, DeviceId)` of a request, for the heartbeat memory.
+/// `(user, DeviceId)` of a request, for the heartbeat memory (Pings only, so the full `eas`
+/// parse is affordable). The user falls back to the Basic login; DeviceIds compare
+/// case-insensitively.
 fn device_key(parts: &http::request::Parts) -> Option<(String, String)> {
-    let f = activesync::query_facts(parts.uri.query());
-    Some((f.user?, f.device_id?))
+    let req = eas::EasRequest::parse(&parts.method, &parts.uri, &parts.headers).ok()?;
+    Some((req.user_name()?.to_string(), req.device_id.as_ref()?.key()))
 }
 
 /// Reads at most [`MAX_LONG_POLL_BODY`] of a Ping/Sync body to find its heartbeat; the bytes
@@ -344,6 +346,7 @@ async fn pick_and_send(
     if pin
         && let Some(mut p) = conn.take_pinned()
         && p.tls == tls
+        && svc.servers.contains(&p.server.addr)
         && ready(&mut p.sender, rt.timeouts.server_connect).await
     {
         req.headers_mut()
