@@ -178,6 +178,11 @@ pub enum EasError {
     // ---- builders ----
     #[error("cannot build {what}: {reason}")]
     Build { what: &'static str, reason: String },
+
+    // ---- attachment control (issue 5) ----
+    /// A rewrite under attachment control failed; its own `fault()` says whose.
+    #[error(transparent)]
+    Attachment(#[from] crate::attachment::AttachmentError),
 }
 
 impl EasError {
@@ -189,6 +194,7 @@ impl EasError {
             | MultipartPartOutOfBounds { .. }
             | MultipartNoParts { .. } => Fault::Server,
             MultipartTooLarge { .. } | FieldTooLong { .. } | Build { .. } => Fault::Gateway,
+            Attachment(e) => e.fault(),
             _ => Fault::Device,
         }
     }

@@ -22,6 +22,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod attachment;
 pub mod base64_query;
 mod body;
 pub mod command;

@@ -96,6 +96,7 @@ async fn serve_connection(
     let first_bytes = rt.timeouts.device_request;
     drop(rt);
     let conn = Arc::new(DeviceConn::new(peer, tls.is_some()));
+    let watch = conn.clone();
     let service = service_fn(move |req| proxy::handle(gw.clone(), conn.clone(), req));
     match tls {
         Some(cfg) => {
@@ -118,9 +119,11 @@ async fn serve_connection(
             } else {
                 builder.http1_only()
             };
+            let idle = h2.then_some((watch, first_bytes));
             drive(
                 builder.serve_connection(TokioIo::new(stream), service),
                 stop,
+                idle,
             )
             .await;
         }
@@ -134,7 +137,13 @@ async fn serve_connection(
             } else {
                 builder.http1_only()
             };
-            drive(builder.serve_connection(TokioIo::new(tcp), service), stop).await;
+            let idle = h2.then_some((watch, first_bytes));
+            drive(
+                builder.serve_connection(TokioIo::new(tcp), service),
+                stop,
+                idle,
+            )
+            .await;
         }
     }
 }
@@ -163,10 +172,12 @@ async fn sniff_h2(tcp: &TcpStream, within: Duration) -> Option<bool> {
     tokio::time::timeout(within, sniff).await.ok().flatten()
 }
 
-/// Runs a connection; on shutdown asks it to finish the requests in flight and close.
+/// Runs a connection; on shutdown (or, for HTTP/2, after `idle.1` without requests) asks it to
+/// finish the requests in flight and close.
 async fn drive<I, S, B>(
     conn: auto::Connection<'_, I, S, TokioExecutor>,
     mut stop: watch::Receiver<bool>,
+    idle: Option<(Arc<DeviceConn>, Duration)>,
 ) where
     S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
     S::Future: Send + 'static,
@@ -177,6 +188,12 @@ async fn drive<I, S, B>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let mut conn = std::pin::pin!(conn);
+    let idle = async {
+        match &idle {
+            Some((c, d)) => c.idle_for(*d).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
@@ -185,6 +202,7 @@ async fn drive<I, S, B>(
             return;
         }
         _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
+        _ = idle => conn.as_mut().graceful_shutdown(),
     }
     let _ = conn.await;
 }

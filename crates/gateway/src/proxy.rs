@@ -46,6 +46,8 @@ pub struct DeviceConn {
     /// The peer address as a header value (`X-Forwarded-For`), made once per connection.
     peer_value: HeaderValue,
     seq: AtomicU32,
+    /// Requests waiting for their response headers (HTTP/2 idle detection).
+    active: AtomicU32,
     conn_auth: AtomicBool,
     pinned: parking_lot::Mutex<Option<Pinned>>,
 }
@@ -65,6 +67,7 @@ impl DeviceConn {
             peer_value: HeaderValue::try_from(peer.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             seq: AtomicU32::new(0),
+            active: AtomicU32::new(0),
             conn_auth: AtomicBool::new(false),
             pinned: parking_lot::Mutex::new(None),
         }
@@ -84,6 +87,36 @@ impl DeviceConn {
     fn take_pinned(&self) -> Option<Pinned> {
         self.pinned.lock().take()
     }
+
+    /// Resolves once the connection has had no request in flight and no new request for a
+    /// whole `idle` period (HTTP/2 has no header-read timeout to close idle connections).
+    pub async fn idle_for(&self, idle: Duration) {
+        let mut last = self.seq.load(Ordering::Relaxed);
+        loop {
+            tokio::time::sleep(idle).await;
+            let now = self.seq.load(Ordering::Relaxed);
+            if now == last && self.active.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            last = now;
+        }
+    }
+}
+
+/// Counts a request as in flight on its device connection until dropped.
+struct Active<'a>(&'a DeviceConn);
+
+impl<'a> Active<'a> {
+    fn new(conn: &'a DeviceConn) -> Self {
+        conn.active.fetch_add(1, Ordering::Relaxed);
+        Self(conn)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Serves one device request. Never fails: errors become their status (see [`Error::status`]).
@@ -93,6 +126,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> std::result::Result<Response<RespBody>, Infallible> {
     let rt = gw.current();
+    let _active = Active::new(&conn);
     let seq = conn.seq.fetch_add(1, Ordering::Relaxed);
     let command = activesync::command_name(req.uri().query());
     let mut ex = Exchange::new(

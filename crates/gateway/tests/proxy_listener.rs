@@ -222,6 +222,35 @@ async fn device_request_timeout_closes_silent_and_idle_connections() {
 }
 
 #[tokio::test]
+async fn idle_http2_connections_close_but_parked_requests_stay() {
+    let be = backend(handler(|_s: Seen| async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        reply(200, "pong")
+    }))
+    .await;
+    let tls = device_tls();
+    let mut rt = runtime(&[be.server()]);
+    rt.device_tls = Some(tls.server.clone());
+    rt.timeouts.device_request = Duration::from_millis(300);
+    let gw = start(rt).await;
+    let mut d = device(gw.addr, Some(&tls.cert), true).await;
+    let (status, _, body) = d.send(eas_h2("gw", "Ping", full(ping_body(60)))).await;
+    assert_eq!(
+        (status, &body[..]),
+        (StatusCode::OK, &b"pong"[..]),
+        "a parked request is not idle"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let Device::H2(s) = &mut d else {
+        unreachable!()
+    };
+    assert!(
+        s.is_closed(),
+        "idle HTTP/2 connection closed after device_request timeout"
+    );
+}
+
+#[tokio::test]
 async fn shutdown_stops_accepting_and_drains_parked_requests() {
     let be = backend(handler(|_s: Seen| async move {
         tokio::time::sleep(Duration::from_millis(400)).await;

@@ -72,6 +72,8 @@ pub struct Reader<'a> {
     body_start: usize,
     pos: usize,
     page: u8,
+    /// Defined tokens of `page` (see `tag::page_mask`).
+    page_mask: u64,
     state: State,
     /// Open elements with content; capacity reserved up front.
     stack: Vec<Tag>,
@@ -139,6 +141,7 @@ impl<'a> Reader<'a> {
             body_start: pos,
             pos,
             page: 0,
+            page_mask: tag::page_mask(0),
             state: State::BeforeRoot,
             stack: Vec::with_capacity(max_depth.min(256)),
             max_depth,
@@ -222,6 +225,7 @@ impl<'a> Reader<'a> {
                 return Err(Error::UnknownPage { offset: pos, page });
             }
             self.page = page;
+            self.page_mask = tag::page_mask(page);
             pos += 2;
         }
         self.token_start = pos;
@@ -321,7 +325,7 @@ impl<'a> Reader<'a> {
                         tag: b,
                     });
                 }
-                if tag::lookup(self.page, token).is_none() {
+                if (self.page_mask >> token) & 1 == 0 {
                     return Err(Error::UnknownTag {
                         offset: pos,
                         page: self.page,

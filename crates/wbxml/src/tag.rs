@@ -57,6 +57,26 @@ pub(crate) fn lookup(page: u8, token: u8) -> Option<&'static TagDef> {
     codepage::tag_def(page, token)
 }
 
+/// Per page, bit `t` set when token `t` is defined: the reader keeps the current page's mask,
+/// so validating a tag is a shift and a test (built once from the tables).
+pub(crate) fn page_mask(page: u8) -> u64 {
+    static MASKS: std::sync::OnceLock<[u64; 256]> = std::sync::OnceLock::new();
+    let masks = MASKS.get_or_init(|| {
+        let mut masks = [0u64; 256];
+        for (slot, mask) in masks.iter_mut().enumerate() {
+            if let Some(page) = u8::try_from(slot).ok().and_then(codepage::page) {
+                *mask = page
+                    .tags
+                    .iter()
+                    .filter(|t| t.token < 64)
+                    .fold(0, |m, t| m | 1 << t.token);
+            }
+        }
+        masks
+    });
+    masks[usize::from(page)]
+}
+
 /// True if EAS defines this code page.
 #[inline]
 pub(crate) fn page_known(page: u8) -> bool {
