@@ -330,7 +330,7 @@ CLK_TCK=$(getconf CLK_TCK)
 declare -A R # results: R[label,key]
 
 # Phase: hold N connections (mode ping|idle) and read the proxy's RSS growth.
-hold_phase() { # index mode count [key]
+hold_once() { # index mode count [key]
   local i=$1 mode=$2 n=$3 label=${LABELS[$1]} before after line out pp
   local key=${4:-$2}
   start_proxy "$i" || { R[$label,$key]=n/a; return 0; }
@@ -348,6 +348,11 @@ hold_phase() { # index mode count [key]
     sleep 1
   done
   line=$(grep '^READY' "$out" || echo "READY none")
+  if ! kill -0 "$pp" 2>/dev/null; then
+    local rc=0
+    wait "$pp" || rc=$?
+    log "$label $key: bench-parker ended early (exit $rc): $(tail -n 2 "$TMP/parker-$i-$mode.err" | tr '\n' ' ')"
+  fi
   sleep "$SETTLE"
   after=$(rss_kib "$PROXY_PID")
   local held
@@ -365,9 +370,16 @@ hold_phase() { # index mode count [key]
   else
     R[$label,$key]=n/a
   fi
-  if [ "${held:-0}" != "$n" ]; then log "warning: $label $key: only ${held:-0} of $n held"; fi
   # Let the backend see the closed upstream connections go before the next phase.
   sleep 2
+  [ "${held:-0}" = "$n" ]
+}
+
+hold_phase() { # index mode count [key]: one retry on a fresh proxy if not all N were held
+  local key=${4:-$2}
+  hold_once "$@" && return 0
+  log "warning: ${LABELS[$1]} $key: only ${R[${LABELS[$1]},$key,held]:-0} of $3 held; retrying once"
+  hold_once "$@" || log "warning: ${LABELS[$1]} $key: only ${R[${LABELS[$1]},$key,held]:-0} of $3 held"
 }
 
 # Phase: throughput.
@@ -410,13 +422,13 @@ DIRECT_RPS=$(field rps "$DIRECT")
 log "backend direct (plain): $DIRECT"
 
 for i in 0 1; do
-  [ "$PARK" -gt 0 ] && hold_phase "$i" ping "$PARK"
+  if [ "$PARK" -gt 0 ]; then hold_phase "$i" ping "$PARK"; fi
   if [ "$PARK" -gt 0 ] && [ "$PARK_PLAIN" = 1 ] && [ "$DEVICE_TLS" = 1 ]; then
     set_tls 0
     hold_phase "$i" ping "$PARK" ping_plain
     set_tls 1
   fi
-  [ "$IDLE" -gt 0 ] && hold_phase "$i" idle "$IDLE"
+  if [ "$IDLE" -gt 0 ]; then hold_phase "$i" idle "$IDLE"; fi
 done
 for r in $(seq 1 "$ROUNDS"); do
   if [ $((r % 2)) = 1 ]; then order="0 1"; else order="1 0"; fi
@@ -441,7 +453,7 @@ REPORT=$TMP/report.md
   echo "#### $START — ${A} vs ${B}"
   echo
   echo "\`PROXIES=\"$PROXIES\" DEVICE_TLS=$DEVICE_TLS ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS THREADS=$THREADS PARK=$PARK IDLE=$IDLE bash scripts/bench-gateway.sh\`"
-  echo "($(nproc) cores, load average before: $LOAD_BEFORE, after: $LOAD_AFTER; $(nginx -v 2>&1 | sed 's/.*: //'); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2); easgate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'))"
+  echo "($(nproc) cores, load average before: $LOAD_BEFORE, after: $LOAD_AFTER; $(nginx -v 2>&1 | sed 's/.*: //'); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2); easgate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), binary built $(date -u -r "$EASGATE_BIN" '+%H:%M UTC' 2>/dev/null || echo '?'))"
   echo
   echo "| | $A | $B | $A / $B |"
   echo "|---|---:|---:|---:|"
