@@ -13,7 +13,7 @@
 #
 # Knobs (environment):
 #   PROXIES="easgate nginx"  proxies to compare, first vs second ("nginx nginx" = sanity run)
-#   ROUNDS=2 DURATION=20 WARMUP=5 THREADS=2 CONNS=64     throughput runs
+#   ROUNDS=4 DURATION=20 WARMUP=5 THREADS=2 CONNS=64     throughput runs
 #   PARK=5000 IDLE=5000 RATE=500                          connections held (0 skips a phase)
 #   BASE_PORT=18400   backend on BASE_PORT, proxy i on BASE_PORT+10*i (+1 management)
 #   DEVICE_TLS=1      0: devices speak plain HTTP to both proxies (TLS offloaded in front)
@@ -28,7 +28,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 PROXIES=${PROXIES:-"easgate nginx"}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-4}
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-5}
 THREADS=${THREADS:-2}

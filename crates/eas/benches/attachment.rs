@@ -18,7 +18,7 @@ fn sync_response(n: usize) -> Vec<u8> {
     let mut commands = el("AirSync", "Commands");
     for i in 0..n {
         let mut html = String::from("<html><body>");
-        while html.len() < 8 * 1024 {
+        while html.len() < 10 * 1024 - 300 {
             html.push_str(para);
         }
         html.push_str("</body></html>");
@@ -28,7 +28,8 @@ fn sync_response(n: usize) -> Vec<u8> {
                 el("AirSyncBase", "Attachment")
                     .with_child(el("AirSyncBase", "DisplayName").with_text(*name))
                     .with_child(
-                        el("AirSyncBase", "FileReference").with_text(format!("mail/INBOX/{i}/{}", j + 2)),
+                        el("AirSyncBase", "FileReference")
+                            .with_text(format!("mail/INBOX/{i}/{}", j + 2)),
                     )
                     .with_child(el("AirSyncBase", "Method").with_text("1"))
                     .with_child(el("AirSyncBase", "EstimatedDataSize").with_text("56700")),
@@ -43,7 +44,9 @@ fn sync_response(n: usize) -> Vec<u8> {
             .with_child(
                 el("AirSyncBase", "Body")
                     .with_child(el("AirSyncBase", "Type").with_text("2"))
-                    .with_child(el("AirSyncBase", "EstimatedDataSize").with_text(html.len().to_string()))
+                    .with_child(
+                        el("AirSyncBase", "EstimatedDataSize").with_text(html.len().to_string()),
+                    )
                     .with_child(el("AirSyncBase", "Data").with_text(html)),
             )
             .with_child(atts)
@@ -71,7 +74,10 @@ fn sync_response(n: usize) -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let body = sync_response(100);
     let none: &dyn Fn(&str) -> bool = &|_| false;
-    println!("sync response: {} bytes, 100 mails, 200 attachments", body.len());
+    println!(
+        "sync response: {} bytes, 100 mails, 200 attachments",
+        body.len()
+    );
     let mut g = c.benchmark_group("attachment_sync_1mb");
     g.throughput(Throughput::Bytes(body.len() as u64));
     g.bench_function(BenchmarkId::new("copy", "plain proxy path (to_vec)"), |b| {
@@ -81,12 +87,75 @@ fn bench(c: &mut Criterion) {
         let policy = Policy::new(decision);
         g.bench_function(BenchmarkId::new("rewrite", label), |b| {
             b.iter(|| {
-                let r = rewrite_response(std::hint::black_box(&body), &policy, none).expect("rewrite");
+                let r =
+                    rewrite_response(std::hint::black_box(&body), &policy, none).expect("rewrite");
                 std::hint::black_box(r.body.len())
             })
         });
     }
+    // Encrypt needs a recipient certificate: made with the openssl CLI when it is there.
+    let recipients = test_recipients();
+    if let Some(recipients) = &recipients {
+        let policy = Policy::new(Decision::Encrypt(recipients.clone()));
+        g.bench_function(
+            BenchmarkId::new("rewrite", "encrypt (rename to .p7m)"),
+            |b| {
+                b.iter(|| {
+                    let r = rewrite_response(std::hint::black_box(&body), &policy, none)
+                        .expect("rewrite");
+                    std::hint::black_box(r.body.len())
+                })
+            },
+        );
+    }
     g.finish();
+    if let Some(recipients) = &recipients {
+        let attachment = vec![0x5Au8; 1 << 20];
+        let mut g = c.benchmark_group("attachment_cms_1mib");
+        g.throughput(Throughput::Bytes(attachment.len() as u64));
+        g.bench_function("envelope (AES-256-CBC + RSA-OAEP 2048)", |b| {
+            b.iter(|| {
+                let der = eas::attachment::encrypt::envelope(
+                    std::hint::black_box(&attachment),
+                    recipients,
+                )
+                .expect("envelope");
+                std::hint::black_box(der.len())
+            })
+        });
+        g.finish();
+    }
+}
+
+fn test_recipients() -> Option<std::sync::Arc<eas::attachment::Recipients>> {
+    let dir = std::env::temp_dir().join(format!("easgate-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let cert = dir.join("cert.pem");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=bench",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .ok()?
+        .status
+        .success();
+    let pem = std::fs::read(&cert).ok().filter(|_| ok)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    eas::attachment::Recipients::from_pem(&pem)
+        .ok()
+        .map(std::sync::Arc::new)
 }
 
 criterion_group!(benches, bench);

@@ -11,8 +11,8 @@ use base64::Engine as _;
 use eas::attachment::compose::{self, ComposeFix};
 use eas::attachment::wbxml_rewrite::{self, GetAttachmentOutcome};
 use eas::attachment::{
-    AttachmentControl, AttachmentControlConfig, AttachmentError, Decision, Exclusions, Policy,
-    PlatformClass, Recipients, mime,
+    AttachmentControl, AttachmentControlConfig, AttachmentError, Decision, Exclusions,
+    PlatformClass, Policy, Recipients, mime,
 };
 use wbxml::{Action as WAction, Element, Event, Limits, Reader, Tag};
 
@@ -36,9 +36,18 @@ struct Keys {
 
 impl Keys {
     fn new() -> Self {
+        Self::with(&["-newkey", "rsa:2048"])
+    }
+
+    fn ec() -> Self {
+        Self::with(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+    }
+
+    fn with(key_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let st = Proc::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+            .args(["req", "-x509", "-nodes", "-days", "2"])
+            .args(key_args)
             .args(["-subj", "/CN=attachment-reader"])
             .arg("-keyout")
             .arg(dir.path().join("key.pem"))
@@ -46,7 +55,11 @@ impl Keys {
             .arg(dir.path().join("cert.pem"))
             .output()
             .expect("openssl CLI");
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
         Keys { dir }
     }
 
@@ -75,7 +88,11 @@ impl Keys {
             .arg(&output)
             .output()
             .unwrap();
-        assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
         std::fs::read(output).unwrap()
     }
 }
@@ -137,7 +154,9 @@ recipients = ["certs/attachment-reader.pem"]
     struct File {
         attachment_control: AttachmentControlConfig,
     }
-    let cfg = toml::from_str::<File>(toml_text).unwrap().attachment_control;
+    let cfg = toml::from_str::<File>(toml_text)
+        .unwrap()
+        .attachment_control;
     cfg.validate().unwrap();
     let keys = Keys::new();
     let ctl = AttachmentControl::new(&cfg, Some(keys.recipients())).unwrap();
@@ -218,7 +237,11 @@ fn sync_capture_remove_drops_attachments_and_nothing_else() {
     .unwrap();
     assert_eq!(&*r.body, &expected[..]);
     assert_eq!(r.content_length(), expected.len());
-    assert!(wbxml::xml::to_xml(&r.body).unwrap().contains("report with attachment"));
+    assert!(
+        wbxml::xml::to_xml(&r.body)
+            .unwrap()
+            .contains("report with attachment")
+    );
 }
 
 #[test]
@@ -241,7 +264,10 @@ fn sync_capture_encrypt_renames_to_p7m() {
     assert_eq!(r.summary.encrypted, 2);
     let names = texts_of(&r.body, 17, 0x10);
     assert_eq!(names, vec!["report.pdf.p7m", "note.txt.p7m"]);
-    assert_eq!(texts_of(&r.body, 17, 0x11), vec!["mail/INBOX/2/2", "mail/INBOX/3/2"]);
+    assert_eq!(
+        texts_of(&r.body, 17, 0x11),
+        vec!["mail/INBOX/2/2", "mail/INBOX/3/2"]
+    );
     assert_eq!(r.body.len(), input.len() + 8);
 }
 
@@ -253,7 +279,8 @@ fn oversize_and_garbage_are_errors_for_on_oversize() {
     let e = wbxml_rewrite::rewrite_response(&input, &p, NONE).unwrap_err();
     assert!(matches!(e, AttachmentError::TooLarge { .. }));
     assert!(e.applies_on_oversize());
-    let e = wbxml_rewrite::rewrite_response(&input[..input.len() - 3], &remove(), NONE).unwrap_err();
+    let e =
+        wbxml_rewrite::rewrite_response(&input[..input.len() - 3], &remove(), NONE).unwrap_err();
     assert!(matches!(e, AttachmentError::Wbxml { .. }), "{e}");
     assert!(e.applies_on_oversize());
     let eas_err: eas::EasError = e.into();
@@ -265,7 +292,9 @@ fn oversize_and_garbage_are_errors_for_on_oversize() {
 fn pdf_bytes() -> Vec<u8> {
     let doc = sample("itemoperations-fetch-attachment-response.wbxml");
     let b64 = texts_of(&doc, 20, 0x0C).pop().unwrap();
-    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
 }
 
 #[test]
@@ -277,7 +306,10 @@ fn itemoperations_inline_remove_answers_status_15() {
     assert_eq!(tree.find("Status").and_then(Element::text), Some("1"));
     let fetch = tree.find_path(&["Response", "Fetch"]).unwrap();
     assert_eq!(fetch.find("Status").and_then(Element::text), Some("15"));
-    assert_eq!(fetch.find("FileReference").and_then(Element::text), Some("mail/INBOX/2/2"));
+    assert_eq!(
+        fetch.find("FileReference").and_then(Element::text),
+        Some("mail/INBOX/2/2")
+    );
     assert!(fetch.find("Properties").is_none());
     // Excluded reference (seen in Sync as e.g. invite.ics): delivered unchanged.
     let r = wbxml_rewrite::rewrite_response(&input, &remove(), &|r| r == "mail/INBOX/2/2").unwrap();
@@ -292,8 +324,13 @@ fn itemoperations_inline_encrypt_decrypts_to_the_original_pdf() {
     let r = wbxml_rewrite::rewrite_response(&input, &keys.policy(), NONE).unwrap();
     assert_eq!(r.summary.encrypted, 1);
     let tree = Element::parse(&r.body).unwrap();
-    let props = tree.find_path(&["Response", "Fetch", "Properties"]).unwrap();
-    assert_eq!(props.find("ContentType").and_then(Element::text), Some("application/pkcs7-mime"));
+    let props = tree
+        .find_path(&["Response", "Fetch", "Properties"])
+        .unwrap();
+    assert_eq!(
+        props.find("ContentType").and_then(Element::text),
+        Some("application/pkcs7-mime")
+    );
     let der = base64::engine::general_purpose::STANDARD
         .decode(props.find("Data").and_then(Element::text).unwrap())
         .unwrap();
@@ -319,12 +356,18 @@ fn itemoperations_multipart_remove_and_encrypt() {
     let r = wbxml_rewrite::rewrite_multipart(&input, &keys.policy(), NONE).unwrap();
     let m = eas::Multipart::parse(&r.body).unwrap();
     let tree = Element::parse(m.wbxml()).unwrap();
-    let props = tree.find_path(&["Response", "Fetch", "Properties"]).unwrap();
+    let props = tree
+        .find_path(&["Response", "Fetch", "Properties"])
+        .unwrap();
     assert_eq!(props.find("Part").and_then(Element::text), Some("1"));
-    assert_eq!(props.find("ContentType").and_then(Element::text), Some("application/pkcs7-mime"));
+    assert_eq!(
+        props.find("ContentType").and_then(Element::text),
+        Some("application/pkcs7-mime")
+    );
     assert_eq!(keys.decrypt(m.part(1).unwrap()), pdf_bytes());
 
-    let r = wbxml_rewrite::rewrite_multipart(&input, &Policy::new(Decision::Deliver), NONE).unwrap();
+    let r =
+        wbxml_rewrite::rewrite_multipart(&input, &Policy::new(Decision::Deliver), NONE).unwrap();
     assert_eq!(&*r.body, &input[..]);
 }
 
@@ -332,14 +375,20 @@ fn itemoperations_multipart_remove_and_encrypt() {
 fn get_attachment_remove_refuses_and_encrypt_decrypts() {
     let pdf = pdf_bytes();
     let name = "mail/INBOX/2/2";
-    assert_eq!(wbxml_rewrite::get_attachment_precheck(name, &remove(), NONE), Some(500));
+    assert_eq!(
+        wbxml_rewrite::get_attachment_precheck(name, &remove(), NONE),
+        Some(500)
+    );
     let (o, s) = wbxml_rewrite::get_attachment(&pdf, name, &remove(), NONE).unwrap();
     assert_eq!(o, GetAttachmentOutcome::Refuse { http_status: 500 });
     assert_eq!(s.removed, 1);
     let (o, _) = wbxml_rewrite::get_attachment(&pdf, name, &remove(), &|_| true).unwrap();
     assert_eq!(o, GetAttachmentOutcome::Deliver(Cow::Borrowed(&pdf[..])));
     let keys = Keys::new();
-    assert_eq!(wbxml_rewrite::get_attachment_precheck(name, &keys.policy(), NONE), None);
+    assert_eq!(
+        wbxml_rewrite::get_attachment_precheck(name, &keys.policy(), NONE),
+        None
+    );
     let (o, _) = wbxml_rewrite::get_attachment(&pdf, name, &keys.policy(), NONE).unwrap();
     let GetAttachmentOutcome::Encrypted { body, content_type } = o else {
         panic!("{o:?}")
@@ -370,10 +419,15 @@ fn mime_remove_replaces_the_attachment_by_a_note_and_keeps_the_rest() {
     let r = mime::rewrite_mime(&msg, &remove()).unwrap();
     assert_eq!(r.summary.removed, 1);
     let out = std::str::from_utf8(&r.body).unwrap();
-    assert!(!out.contains("secret attachment") && !out.contains("c2VjcmV0IGF0dGFjaG1lbnQgYnl0ZXMK"));
+    assert!(
+        !out.contains("secret attachment") && !out.contains("c2VjcmV0IGF0dGFjaG1lbnQgYnl0ZXMK")
+    );
     assert!(out.contains("[Attachment \"secret.bin\" removed by the email security gateway.]"));
     // Everything up to the attachment part's headers is byte-identical.
-    let cut = std::str::from_utf8(&msg).unwrap().find("Content-Type: application/octet-stream").unwrap();
+    let cut = std::str::from_utf8(&msg)
+        .unwrap()
+        .find("Content-Type: application/octet-stream")
+        .unwrap();
     assert_eq!(&r.body[..cut], &msg[..cut]);
     assert!(out.ends_with("--\r\n"));
     assert!(mime::attachment_names(&r.body, 4).is_empty());
@@ -448,9 +502,15 @@ fn mime_encrypt_decodes_quoted_printable_first() {
     let r = mime::rewrite_mime(&msg, &keys.policy()).unwrap();
     assert_eq!(r.summary.encrypted, 2);
     let out = String::from_utf8(r.body.to_vec()).unwrap();
-    assert!(out.contains("name*=UTF-8''r%C3%A9sum%C3%A9.docx.p7m"), "{out}");
+    assert!(
+        out.contains("name*=UTF-8''r%C3%A9sum%C3%A9.docx.p7m"),
+        "{out}"
+    );
     let b64 = part_body(&r.body, "sum%C3%A9.docx.p7m\r\n");
-    assert_eq!(keys.decrypt(&mime::base64_lenient(b64)), "café and more=".as_bytes());
+    assert_eq!(
+        keys.decrypt(&mime::base64_lenient(b64)),
+        "café and more=".as_bytes()
+    );
 }
 
 #[test]
@@ -458,7 +518,12 @@ fn mime_without_attachments_and_garbage_never_fail() {
     let plain = b"Subject: x\r\n\r\nhello\r\n";
     let r = mime::rewrite_mime(plain, &remove()).unwrap();
     assert!(matches!(r.body, Cow::Borrowed(_)));
-    for junk in [&b""[..], b"\r\n\r\n", b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x", b"Content-Type: multipart/mixed\r\n\r\n--x--"] {
+    for junk in [
+        &b""[..],
+        b"\r\n\r\n",
+        b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x",
+        b"Content-Type: multipart/mixed\r\n\r\n--x--",
+    ] {
         let _ = mime::rewrite_mime(junk, &remove()).unwrap();
     }
     // A whole message that is one attachment keeps its non-Content headers.
@@ -485,17 +550,19 @@ fn sync_with(items: Vec<Element>) -> Vec<u8> {
     Element::named("AirSync", "Sync")
         .unwrap()
         .with_child(
-            Element::named("AirSync", "Collections").unwrap().with_child(
-                Element::named("AirSync", "Collection")
-                    .unwrap()
-                    .with_text_child("SyncKey", "1-2")
-                    .unwrap()
-                    .with_text_child("CollectionId", "mail%2Finbox")
-                    .unwrap()
-                    .with_text_child("Status", "1")
-                    .unwrap()
-                    .with_child(commands),
-            ),
+            Element::named("AirSync", "Collections")
+                .unwrap()
+                .with_child(
+                    Element::named("AirSync", "Collection")
+                        .unwrap()
+                        .with_text_child("SyncKey", "1-2")
+                        .unwrap()
+                        .with_text_child("CollectionId", "mail%2Finbox")
+                        .unwrap()
+                        .with_text_child("Status", "1")
+                        .unwrap()
+                        .with_child(commands),
+                ),
         )
         .encode()
         .unwrap()
@@ -542,12 +609,24 @@ fn body_type_4_and_email_25_mimedata_are_rewritten() {
         .unwrap()
         .find_all("Add")
         .collect();
-    let data1 = adds[0].find_path(&["ApplicationData", "Body", "Data"]).and_then(Element::text).unwrap();
+    let data1 = adds[0]
+        .find_path(&["ApplicationData", "Body", "Data"])
+        .and_then(Element::text)
+        .unwrap();
     assert!(data1.contains("removed by the email security gateway") && !data1.contains("c2VjcmV0"));
     let app25 = adds[1].find("ApplicationData").unwrap();
     assert!(app25.find("Attachments").is_none());
-    assert!(!app25.find("MIMEData").and_then(Element::text).unwrap().contains("c2VjcmV0"));
-    let data3 = adds[2].find_path(&["ApplicationData", "Body", "Data"]).and_then(Element::text).unwrap();
+    assert!(
+        !app25
+            .find("MIMEData")
+            .and_then(Element::text)
+            .unwrap()
+            .contains("c2VjcmV0")
+    );
+    let data3 = adds[2]
+        .find_path(&["ApplicationData", "Body", "Data"])
+        .and_then(Element::text)
+        .unwrap();
     assert_eq!(data3, mime_msg);
 
     // Encrypt in 2.5 metadata: AttName renamed.
@@ -561,20 +640,30 @@ fn body_type_4_and_email_25_mimedata_are_rewritten() {
 #[test]
 fn smartforward_gets_replacemime_and_stays_otherwise_identical() {
     let input = sample("smartforward-request.wbxml");
-    let r = compose::rewrite_compose_request(&input, &remove(), ComposeFix::ReplaceMime, false).unwrap();
+    let r = compose::rewrite_compose_request(&input, &remove(), ComposeFix::ReplaceMime, false)
+        .unwrap();
     assert!(!r.retarget_to_sendmail);
     let order: Vec<&str> = tags(&r.body).iter().map(|t| t.name()).collect();
     let mime_at = order.iter().position(|n| *n == "Mime").unwrap();
     assert_eq!(order[mime_at - 1], "ReplaceMime");
     // Exactly one token (ReplaceMime without content) was added.
     assert_eq!(r.body.len(), input.len() + 1);
-    let again = compose::rewrite_compose_request(&r.body, &remove(), ComposeFix::ReplaceMime, false).unwrap();
+    let again =
+        compose::rewrite_compose_request(&r.body, &remove(), ComposeFix::ReplaceMime, false)
+            .unwrap();
     assert!(matches!(again.body, Cow::Borrowed(_)));
-    let d = compose::rewrite_compose_request(&input, &Policy::new(Decision::Deliver), ComposeFix::ReplaceMime, false).unwrap();
+    let d = compose::rewrite_compose_request(
+        &input,
+        &Policy::new(Decision::Deliver),
+        ComposeFix::ReplaceMime,
+        false,
+    )
+    .unwrap();
     assert_eq!(&*d.body, &input[..]);
 
     // SendMail conversion: root renamed, Source dropped, MIME kept.
-    let r = compose::rewrite_compose_request(&input, &remove(), ComposeFix::SendMail, false).unwrap();
+    let r =
+        compose::rewrite_compose_request(&input, &remove(), ComposeFix::SendMail, false).unwrap();
     assert!(r.retarget_to_sendmail);
     let tree = Element::parse(&r.body).unwrap();
     assert!(tree.is("ComposeMail", "SendMail"));
@@ -582,12 +671,16 @@ fn smartforward_gets_replacemime_and_stays_otherwise_identical() {
 
     // SendMail request: untouched unless the device MIME is stripped.
     let sm = sample("sendmail-request.wbxml");
-    let r = compose::rewrite_compose_request(&sm, &remove(), ComposeFix::ReplaceMime, false).unwrap();
+    let r =
+        compose::rewrite_compose_request(&sm, &remove(), ComposeFix::ReplaceMime, false).unwrap();
     assert!(matches!(r.body, Cow::Borrowed(_)));
-    let r = compose::rewrite_compose_request(&sm, &remove(), ComposeFix::ReplaceMime, true).unwrap();
+    let r =
+        compose::rewrite_compose_request(&sm, &remove(), ComposeFix::ReplaceMime, true).unwrap();
     assert_eq!(r.summary.removed, 1);
     let m = Element::parse(&r.body).unwrap();
-    assert!(mime::attachment_names(m.find("Mime").and_then(Element::opaque).unwrap(), 4).is_empty());
+    assert!(
+        mime::attachment_names(m.find("Mime").and_then(Element::opaque).unwrap(), 4).is_empty()
+    );
 }
 
 #[test]
@@ -596,13 +689,17 @@ fn legacy_smartforward_goes_out_as_sendmail() {
     let (r, retarget) = compose::rfc822_compose(body, &remove(), false).unwrap();
     assert!(retarget);
     assert_eq!(&*r.body, &body[..]);
-    let (_, retarget) = compose::rfc822_compose(body, &Policy::new(Decision::Deliver), false).unwrap();
+    let (_, retarget) =
+        compose::rfc822_compose(body, &Policy::new(Decision::Deliver), false).unwrap();
     assert!(!retarget);
     let q = compose::retarget_query_to_sendmail(
         "Cmd=SmartForward&User=user1&DeviceId=DEV1&DeviceType=iPhone&ItemId=2&CollectionId=INBOX&SaveInSent=T",
     )
     .unwrap();
-    assert_eq!(q, "Cmd=SendMail&User=user1&DeviceId=DEV1&DeviceType=iPhone&SaveInSent=T");
+    assert_eq!(
+        q,
+        "Cmd=SendMail&User=user1&DeviceId=DEV1&DeviceType=iPhone&SaveInSent=T"
+    );
     // base64 query (12.1 SmartForward with ItemId) → SendMail without ItemId.
     let mut b = eas::Base64Query::decode("jAAJBAp2MTQwRGV2aWNlAApTbWFydFBob25l").unwrap();
     b.command_code = 2;
@@ -611,4 +708,169 @@ fn legacy_smartforward_goes_out_as_sendmail() {
     let d = eas::Base64Query::decode(&q).unwrap();
     assert_eq!(d.command_code, 1);
     assert!(d.item_id.is_none());
+}
+
+// ---------------------------------------------------------------- more places
+
+#[test]
+fn two_recipients_each_decrypt() {
+    let (a, b) = (Keys::new(), Keys::new());
+    let mut both =
+        Recipients::from_pem(&std::fs::read(a.dir.path().join("cert.pem")).unwrap()).unwrap();
+    both.extend(
+        Recipients::from_pem(&std::fs::read(b.dir.path().join("cert.pem")).unwrap()).unwrap(),
+    );
+    assert_eq!(both.len(), 2);
+    let der = eas::attachment::encrypt::envelope(b"for both", &both).unwrap();
+    assert_eq!(a.decrypt(&der), b"for both");
+    assert_eq!(b.decrypt(&der), b"for both");
+    let empty = eas::attachment::encrypt::envelope(b"", &both).unwrap();
+    assert_eq!(a.decrypt(&empty), b"");
+}
+
+#[test]
+fn ec_p256_recipients_use_ecdh_and_decrypt() {
+    let ec = Keys::ec();
+    let rsa = Keys::new();
+    let der = eas::attachment::encrypt::envelope(b"ecdh works", &ec.recipients()).unwrap();
+    assert_eq!(ec.decrypt(&der), b"ecdh works");
+    // Mixed RSA + EC recipients in one EnvelopedData (version 2).
+    let mut both = (*ec.recipients()).clone();
+    both.extend((*rsa.recipients()).clone());
+    let pdf = pdf_bytes();
+    let der = eas::attachment::encrypt::envelope(&pdf, &both).unwrap();
+    assert_eq!(ec.decrypt(&der), pdf);
+    assert_eq!(rsa.decrypt(&der), pdf);
+    // P-384 is refused when loading, with the recipient index.
+    let p384 = Keys::with(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:secp384r1"]);
+    let pem = std::fs::read(p384.dir.path().join("cert.pem")).unwrap();
+    assert!(matches!(
+        Recipients::from_pem(&pem),
+        Err(AttachmentError::Certificate { index: 0, .. })
+    ));
+}
+
+#[test]
+fn search_results_and_item_fetches_lose_their_attachments() {
+    let att = || {
+        el("AirSyncBase", "Attachments").with_child(
+            el("AirSyncBase", "Attachment")
+                .with_child(el("AirSyncBase", "DisplayName").with_text("q3.pdf"))
+                .with_child(el("AirSyncBase", "FileReference").with_text("mail/INBOX/9/2")),
+        )
+    };
+    let search = Element::named("Search", "Search")
+        .unwrap()
+        .with_text_child("Status", "1")
+        .unwrap()
+        .with_child(
+            el("Search", "Response").with_child(
+                el("Search", "Store")
+                    .with_child(el("Search", "Status").with_text("1"))
+                    .with_child(
+                        el("Search", "Result")
+                            .with_child(el("Search", "LongId").with_text("L1"))
+                            .with_child(
+                                el("Search", "Properties")
+                                    .with_child(el("Email", "Subject").with_text("Q3"))
+                                    .with_child(att()),
+                            ),
+                    ),
+            ),
+        )
+        .encode()
+        .unwrap();
+    let r = wbxml_rewrite::rewrite_response(&search, &remove(), NONE).unwrap();
+    assert_eq!(r.summary.removed, 1);
+    assert!(!tags(&r.body).contains(&ASB_ATTACHMENTS));
+
+    // ItemOperations Fetch of an item (ServerId): the item's attachment list is rewritten, the
+    // Fetch itself is not refused (it is not an attachment fetch).
+    let item_fetch = el("ItemOperations", "ItemOperations")
+        .with_child(el("ItemOperations", "Status").with_text("1"))
+        .with_child(
+            el("ItemOperations", "Response").with_child(
+                el("ItemOperations", "Fetch")
+                    .with_child(el("ItemOperations", "Status").with_text("1"))
+                    .with_child(el("AirSync", "CollectionId").with_text("INBOX"))
+                    .with_child(el("AirSync", "ServerId").with_text("9"))
+                    .with_child(
+                        el("ItemOperations", "Properties")
+                            .with_child(el("Email", "Subject").with_text("Q3"))
+                            .with_child(att()),
+                    ),
+            ),
+        )
+        .encode()
+        .unwrap();
+    let r = wbxml_rewrite::rewrite_response(&item_fetch, &remove(), NONE).unwrap();
+    let tree = Element::parse(&r.body).unwrap();
+    let fetch = tree.find_path(&["Response", "Fetch"]).unwrap();
+    assert_eq!(fetch.find("Status").and_then(Element::text), Some("1"));
+    assert!(fetch.find_path(&["Properties", "Attachments"]).is_none());
+    assert_eq!(
+        fetch
+            .find_path(&["Properties", "Subject"])
+            .and_then(Element::text),
+        Some("Q3")
+    );
+}
+
+#[test]
+fn ranged_fetch_under_encrypt_is_refused_and_doclib_fetch_is_covered() {
+    let keys = Keys::new();
+    let fetch = |reference: Element, range: bool| {
+        let mut props = el("ItemOperations", "Properties");
+        if range {
+            props = props.with_child(el("ItemOperations", "Range").with_text("0-9"));
+        }
+        props = props.with_child(el("ItemOperations", "Data").with_text("aGVsbG8="));
+        el("ItemOperations", "ItemOperations")
+            .with_child(el("ItemOperations", "Status").with_text("1"))
+            .with_child(
+                el("ItemOperations", "Response").with_child(
+                    el("ItemOperations", "Fetch")
+                        .with_child(el("ItemOperations", "Status").with_text("1"))
+                        .with_child(reference)
+                        .with_child(props),
+                ),
+            )
+            .encode()
+            .unwrap()
+    };
+    let doc = fetch(el("AirSyncBase", "FileReference").with_text("f/1"), true);
+    let r = wbxml_rewrite::rewrite_response(&doc, &keys.policy(), NONE).unwrap();
+    assert_eq!(r.summary.removed, 1);
+    assert_eq!(texts_of(&r.body, 20, 0x0D), vec!["1", "15"]);
+
+    let doc = fetch(
+        el("DocumentLibrary", "LinkId").with_text("\\\\srv\\share\\a.docx"),
+        false,
+    );
+    let r = wbxml_rewrite::rewrite_response(&doc, &remove(), NONE).unwrap();
+    assert_eq!(texts_of(&r.body, 20, 0x0D), vec!["1", "15"]);
+    let r = wbxml_rewrite::rewrite_response(&doc, &keys.policy(), NONE).unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(texts_of(&r.body, 20, 0x0C).pop().unwrap())
+        .unwrap();
+    assert_eq!(keys.decrypt(&der), b"hello");
+}
+
+#[test]
+fn config_generations_are_independent() {
+    // The gateway swaps a new AttachmentControl in on reload; a request uses the generation
+    // it read, the next request the new one (no restart, parked Pings untouched).
+    let mut cfg = AttachmentControlConfig {
+        enabled: true,
+        ..Default::default()
+    };
+    cfg.platform.secure_apps.action = eas::attachment::Action::Remove;
+    let g1 = AttachmentControl::new(&cfg, None).unwrap();
+    cfg.platform.ios_native.action = eas::attachment::Action::Deliver;
+    let g2 = AttachmentControl::new(&cfg, None).unwrap();
+    assert!(matches!(
+        g1.policy_for(Some("iPhone"), None).decision,
+        Decision::Remove
+    ));
+    assert!(g2.policy_for(Some("iPhone"), None).decision.is_deliver());
 }

@@ -30,7 +30,14 @@ struct Mail {
 
 fn att() -> impl Strategy<Value = Att> {
     (
-        prop::sample::select(vec!["a.pdf", "invite.ics", "card.VCF", "x", "b.docx", "ü.txt"]),
+        prop::sample::select(vec![
+            "a.pdf",
+            "invite.ics",
+            "card.VCF",
+            "x",
+            "b.docx",
+            "ü.txt",
+        ]),
         any::<bool>(),
     )
         .prop_map(|(n, legacy)| Att {
@@ -71,7 +78,9 @@ fn build(mails: &[Mail]) -> Vec<u8> {
                 list = list.with_child(
                     el("AirSyncBase", "Attachment")
                         .with_child(el("AirSyncBase", "DisplayName").with_text(a.name.clone()))
-                        .with_child(el("AirSyncBase", "FileReference").with_text(format!("m/{i}/{j}")))
+                        .with_child(
+                            el("AirSyncBase", "FileReference").with_text(format!("m/{i}/{j}")),
+                        )
                         .with_child(el("AirSyncBase", "Method").with_text("1")),
                 );
             }
@@ -81,7 +90,8 @@ fn build(mails: &[Mail]) -> Vec<u8> {
             let mut list = el("Email", "Attachments");
             for a in legacy {
                 list = list.with_child(
-                    el("Email", "Attachment").with_child(el("Email", "AttName").with_text(a.name.clone())),
+                    el("Email", "Attachment")
+                        .with_child(el("Email", "AttName").with_text(a.name.clone())),
                 );
             }
             app = app.with_child(list);
@@ -118,9 +128,12 @@ fn reference(tree: &mut Element, excl: &Exclusions) {
     }
     tree.children.retain(|n| match n {
         Node::Element(e) if is_attachment(e.tag()) => e.elements().any(|f| {
-            matches!((f.page, f.token), (17, 0x10) | (2, 0x07)) && f.text().is_some_and(|t| excl.matches(t))
+            matches!((f.page, f.token), (17, 0x10) | (2, 0x07))
+                && f.text().is_some_and(|t| excl.matches(t))
         }),
-        Node::Element(e) if matches!((e.page, e.token), (17, 0x0E) | (2, 0x06)) => !e.children.is_empty(),
+        Node::Element(e) if matches!((e.page, e.token), (17, 0x0E) | (2, 0x06)) => {
+            !e.children.is_empty()
+        }
         _ => true,
     });
 }

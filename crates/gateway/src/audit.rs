@@ -1,6 +1,7 @@
-//! One JSON audit line per request on the tracing target `easgate::audit`, written when the
-//! request is over (response body sent, failed or abandoned) so it carries the final status,
-//! byte counts and duration. The query is parsed for user and device only when the line is
+//! JSON audit lines on the tracing target `easgate::audit`: a `request` line once the access
+//! decision is made (device requests), and a `response` line when the request is over (response
+//! body sent, failed or abandoned) with the final status, byte counts and duration. Both carry
+//! the same `use_case_id`, the access decision (`ALLOW` / `BLOCK` / `WIPE`) and its rule. The query is parsed for user and device only when the line is
 //! actually written; credentials never are (only the Basic user name, when the query has none).
 
 use std::net::IpAddr;
@@ -15,13 +16,17 @@ use tokio::time::Instant;
 
 use crate::state::Gateway;
 
-/// The decision of the access stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Action {
-    #[serde(rename = "ALLOW")]
-    Allow,
-    #[serde(rename = "BLOCK")]
-    Block,
+/// The decision of the access stage (`ALLOW` / `BLOCK` / `WIPE`).
+pub use crate::access::Action;
+
+/// Distinguishes this process's use-case ids from an earlier run's (start time, seconds).
+fn boot_id() -> u64 {
+    static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    })
 }
 
 /// One request from accept to the end of its response. Dropping it records metrics and writes the
@@ -42,6 +47,12 @@ pub struct Exchange {
     pub bytes_in: Arc<AtomicU64>,
     pub bytes_out: u64,
     pub action: Action,
+    /// The access rule (`unregistered_allowed`, `listed_blocked`, …; `-` for OPTIONS/refused).
+    pub rule: &'static str,
+    /// Report-only: enforce mode would have blocked or wiped.
+    pub would_block: bool,
+    /// `(user, DeviceId)` once identified: the association gets the final status.
+    pub device: Option<(String, String)>,
 }
 
 impl Exchange {
@@ -69,8 +80,60 @@ impl Exchange {
             bytes_in: Arc::new(AtomicU64::new(0)),
             bytes_out: 0,
             action: Action::Allow,
+            rule: "-",
+            would_block: false,
+            device: None,
         }
     }
+
+    /// Pairs this request's `request` and `response` audit lines.
+    pub fn use_case_id(&self) -> String {
+        format!("{:x}-{:x}-{}", boot_id(), self.conn_id, self.seq)
+    }
+
+    /// Writes the `request` line (after the access decision).
+    pub fn log_request(&self, id: &crate::identity::DeviceIdentity) {
+        if !tracing::enabled!(target: "easgate::audit", tracing::Level::INFO) {
+            return;
+        }
+        let line = RequestLine {
+            event: "request",
+            time: rfc3339_now(),
+            use_case_id: self.use_case_id(),
+            request_id: format!("{:x}-{}", self.conn_id, self.seq),
+            client: self.client,
+            user: &id.user,
+            device_id: &id.device_id,
+            device_type: &id.device_type,
+            command: &id.command_name,
+            protocol_version: id.version.map(eas::ProtocolVersion::as_str),
+            service: self.service.as_ref().map_or("-", |s| s.name.as_str()),
+            action: self.action,
+            rule: self.rule,
+            would_block: self.would_block,
+        };
+        if let Ok(json) = serde_json::to_string(&line) {
+            tracing::info!(target: "easgate::audit", "{json}");
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RequestLine<'a> {
+    event: &'static str,
+    time: String,
+    use_case_id: String,
+    request_id: String,
+    client: IpAddr,
+    user: &'a str,
+    device_id: &'a str,
+    device_type: &'a str,
+    command: &'a str,
+    protocol_version: Option<&'static str>,
+    service: &'a str,
+    action: Action,
+    rule: &'static str,
+    would_block: bool,
 }
 
 impl Drop for Exchange {
@@ -81,6 +144,11 @@ impl Drop for Exchange {
         self.gw
             .metrics
             .request_finished(service, server, self.status, self.command, elapsed);
+        if let Some((user, device)) = &self.device {
+            self.gw
+                .access
+                .record_response(user, device, self.status, self.server.as_deref());
+        }
         if !tracing::enabled!(target: "easgate::audit", tracing::Level::INFO) {
             return;
         }
@@ -89,6 +157,9 @@ impl Drop for Exchange {
             .user
             .or_else(|| self.authorization.as_ref().and_then(basic_user));
         let line = Line {
+            event: "response",
+            use_case_id: self.use_case_id(),
+            rule: self.rule,
             time: rfc3339_now(),
             request_id: format!("{:x}-{}", self.conn_id, self.seq),
             client: self.client,
@@ -112,6 +183,9 @@ impl Drop for Exchange {
 
 #[derive(Serialize)]
 struct Line<'a> {
+    event: &'static str,
+    use_case_id: String,
+    rule: &'static str,
     time: String,
     request_id: String,
     client: IpAddr,

@@ -26,6 +26,9 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub storage: Storage,
+    /// Device access control (`[device_access]`): access list, unregistered devices, remote wipe.
+    #[serde(default)]
+    pub device_access: crate::access::DeviceAccessConfig,
 }
 
 /// "Sentry Host / IP" and "Sentry Port" of the form.
@@ -94,6 +97,10 @@ pub struct ActiveSync {
     /// Enable Redirect Processing (HTTP 451).
     #[serde(default = "yes")]
     pub redirect_processing: bool,
+    /// Hosts (`host` or `host:port`) a 451 redirect may send a device to, beside the service's
+    /// own servers. A 451 to any other host is refused (502), never followed.
+    #[serde(default)]
+    pub redirect_allowed_hosts: Vec<String>,
     /// Limit Protocol Version, e.g. "14.1"; empty = no limit.
     #[serde(default)]
     pub limit_protocol_version: String,

@@ -90,6 +90,29 @@ pub enum Error {
         timeout: Duration,
     },
 
+    // --- ActiveSync awareness (identity, access, redirects) ---
+    /// The request does not say which device it is, or says it malformed (query or headers).
+    #[error("request refused: {source}")]
+    Identity { source: eas::EasError },
+
+    /// A device request that names no user (no `User` parameter, no Basic login): the access
+    /// list is keyed by user, so it cannot be evaluated — refused (fail closed).
+    #[error("request names no user (no User parameter and no Basic login)")]
+    NoUser,
+
+    /// The device is blocked (`device_access.blocked_response`, 403 or 456).
+    #[error("device blocked by rule {rule}")]
+    Blocked { status: u16, rule: &'static str },
+
+    /// A server answered 451 with an `X-MS-Location` outside the service's servers and
+    /// `activesync.redirect_allowed_hosts`: not followed, not passed on.
+    #[error("server {server} redirected to {location}, which is not an allowed host")]
+    RedirectRefused { server: String, location: String },
+
+    /// The device access state (management API, state file).
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
+
     // --- Control plane (config, management API, process lifecycle) ---
     /// A config failed validation; every problem is listed (the management API answers 422).
     #[error("invalid config: {}", crate::validate::FieldError::join(errors))]
@@ -134,9 +157,17 @@ impl Error {
     /// Whose fault it is.
     pub fn blame(&self) -> Blame {
         match self {
-            Error::NotActiveSync { .. } | Error::BodyTooLarge { .. } | Error::DeviceBody { .. } => {
-                Blame::Device
-            }
+            Error::NotActiveSync { .. }
+            | Error::BodyTooLarge { .. }
+            | Error::DeviceBody { .. }
+            | Error::Identity { .. }
+            | Error::NoUser
+            | Error::Blocked { .. } => Blame::Device,
+            Error::Access(e) => match e.fault() {
+                crate::access::Fault::Client => Blame::Device,
+                crate::access::Fault::Host => Blame::Config,
+            },
+            Error::RedirectRefused { .. } => Blame::Config,
             Error::ActiveSyncDisabled
             | Error::InvalidServerName { .. }
             | Error::InvalidConfig { .. }
@@ -174,7 +205,16 @@ impl Error {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::DeviceBody { .. } => StatusCode::BAD_REQUEST,
+            Error::DeviceBody { .. } | Error::NoUser => StatusCode::BAD_REQUEST,
+            Error::Identity { source } => StatusCode::from_u16(source.device_status())
+                .unwrap_or(StatusCode::BAD_REQUEST),
+            Error::Blocked { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
+            }
+            Error::Access(e) => {
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            Error::RedirectRefused { .. } => StatusCode::BAD_GATEWAY,
             Error::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::InvalidConfig { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::ConfigSave { .. } | Error::Bind { .. } | Error::Signal { .. } => {

@@ -1,8 +1,9 @@
 //! easgate's data plane. The request path reads as stages:
-//! accept → authenticate device → decide access → route → pick server → forward → filter response.
+//! accept → identify device → decide access → route → pick server → forward → filter response.
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod access_api;
 pub mod config;
 pub mod error;
 pub mod model;
@@ -14,12 +15,16 @@ pub mod audit;
 pub mod connect;
 pub mod forward;
 pub mod health;
+pub mod identity;
 pub mod listener;
 pub mod metrics;
 pub mod pick;
 pub mod proxy;
+pub mod redirect;
 pub mod route;
 pub mod timeout;
+pub mod versions;
+pub mod wipe;
 
 pub use listener::serve_devices;
 

@@ -53,6 +53,13 @@ pub struct Metrics {
     connections: AtomicU64,
     /// Rare events (server failures, health checks): one map is fine.
     events: parking_lot::Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Requests from devices using a protocol version above `limit_protocol_version`, by version.
+    above_limit: parking_lot::Mutex<BTreeMap<&'static str, u64>>,
+    /// 451 redirect outcomes (followed, remembered, passed, refused, replay_too_large).
+    redirects: parking_lot::Mutex<BTreeMap<&'static str, u64>>,
+    /// Access decisions that were not ALLOW, by action and rule (`BLOCK`/`WIPE`, report-only
+    /// `would_block` as `REPORT`).
+    access: parking_lot::Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
@@ -78,7 +85,25 @@ impl Metrics {
             parked: AtomicI64::new(0),
             connections: AtomicU64::new(0),
             events: parking_lot::Mutex::new(BTreeMap::new()),
+            above_limit: parking_lot::Mutex::new(BTreeMap::new()),
+            redirects: parking_lot::Mutex::new(BTreeMap::new()),
+            access: parking_lot::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// A device request used `version`, above `limit_protocol_version` (it was forwarded).
+    pub fn above_version_limit(&self, version: &'static str) {
+        *self.above_limit.lock().entry(version).or_default() += 1;
+    }
+
+    /// A 451 redirect outcome.
+    pub fn redirect(&self, outcome: &'static str) {
+        *self.redirects.lock().entry(outcome).or_default() += 1;
+    }
+
+    /// A request the access decision did not simply allow (rare: blocked, wiped, report-only).
+    pub fn access_decision(&self, action: &'static str, rule: &'static str) {
+        *self.access.lock().entry((action, rule)).or_default() += 1;
     }
 
     pub fn connection_accepted(&self) {
@@ -260,6 +285,27 @@ impl Metrics {
                 out,
                 "easgate_server_failures_total{{server=\"{}\"}} {failures}",
                 esc(&s.label)
+            );
+        }
+        out.push_str("# HELP easgate_requests_above_version_limit_total Device requests using a protocol version above limit_protocol_version (forwarded).\n");
+        out.push_str("# TYPE easgate_requests_above_version_limit_total counter\n");
+        for (version, n) in self.above_limit.lock().iter() {
+            let _ = writeln!(
+                out,
+                "easgate_requests_above_version_limit_total{{version=\"{version}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP easgate_redirects_total 451 redirects by outcome.\n");
+        out.push_str("# TYPE easgate_redirects_total counter\n");
+        for (outcome, n) in self.redirects.lock().iter() {
+            let _ = writeln!(out, "easgate_redirects_total{{outcome=\"{outcome}\"}} {n}");
+        }
+        out.push_str("# HELP easgate_access_decisions_total Device requests not simply allowed, by action and rule.\n");
+        out.push_str("# TYPE easgate_access_decisions_total counter\n");
+        for ((action, rule), n) in self.access.lock().iter() {
+            let _ = writeln!(
+                out,
+                "easgate_access_decisions_total{{action=\"{action}\",rule=\"{rule}\"}} {n}"
             );
         }
         let _ = writeln!(

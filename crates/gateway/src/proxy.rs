@@ -1,7 +1,7 @@
-//! The request path, as stages: accept (in [`crate::listener`]) → authenticate device → decide
-//! access → route → pick server → forward → filter response. Each stage is one function so the
-//! next issues (device authentication, access decisions, response filtering) slot in without
-//! reshaping the path.
+//! The request path, as stages: accept (in [`crate::listener`]) → identify device
+//! ([`crate::identity`]) → decide access ([`crate::access`], remote wipe in [`crate::wipe`]) →
+//! route → pick server → forward (451 redirects in [`crate::redirect`]) → filter response
+//! (protocol version limit in [`crate::versions`]). Each stage is one function.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,16 +17,17 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 
+use crate::access::{Action, Decision};
 use crate::activesync::{self, Command, LongPoll};
-use crate::audit::{Action, Exchange};
+use crate::audit::Exchange;
 use crate::connect;
 use crate::error::{Blame, Error, Result};
 use crate::forward::{self, DownBody, Home, RespBody, Reuse, UpBody};
 use crate::health::ServerHealth;
+use crate::identity::{self, DeviceIdentity, Identified};
 use crate::model::{Runtime, ServiceModel};
-use crate::route;
 use crate::state::Gateway;
-use crate::timeout;
+use crate::{redirect, route, timeout, versions, wipe};
 
 /// Largest Ping/Sync body prefix read to find the heartbeat. Ping bodies are a few hundred
 /// bytes; a Sync larger than this carries changes, so the server answers it at once anyway.
@@ -156,12 +157,40 @@ async fn serve(
     req: Request<Incoming>,
     ex: &mut Option<Exchange>,
 ) -> Result<Response<RespBody>> {
-    authenticate_device(&req)?;
-    let action = decide_access(&req);
+    // Identify device (404 for non-ActiveSync paths, 400 for a POST naming no device).
+    let device = match identity::identify(&req)? {
+        Identified::Options => None,
+        Identified::Device(id) => Some(id),
+    };
+    // Decide access: a blocked device never reaches a server; a wiped one is answered here.
+    if let Some(id) = &device {
+        let decision = decide_access(gw, id, ex);
+        match decision.action {
+            Action::Allow => versions::note_request(gw, rt, id.version, &id.user),
+            Action::Block => {
+                log_request_line(ex, id, None);
+                return Err(Error::Blocked {
+                    status: gw.access.policy().blocked_response,
+                    rule: decision.rule.name(),
+                });
+            }
+            Action::Wipe => {
+                log_request_line(ex, id, None);
+                if !rt.activesync.enabled {
+                    return Err(Error::ActiveSyncDisabled);
+                }
+                let silence = rt.timeouts.socket_read_write;
+                return wipe::answer(gw, id, req.into_body(), silence).await;
+            }
+        }
+    }
+    // Route.
     let svc = route_request(rt, &req)?.clone();
     if let Some(ex) = ex.as_mut() {
-        ex.action = action;
         ex.service = Some(svc.clone());
+    }
+    if let Some(id) = &device {
+        log_request_line(ex, id, Some(&svc));
     }
     let limit = rt.limits.max_body_bytes;
     if req.body().size_hint().lower() > limit {
@@ -172,19 +201,30 @@ async fn serve(
     let bytes_in = ex.as_ref().map(|e| e.bytes_in.clone());
     let silence = rt.timeouts.socket_read_write;
     let command = activesync::command(parts.uri.query());
-    let (body, poll) = match command {
-        Command::Ping | Command::Sync => {
-            read_long_poll(gw, &parts, command, body, limit, silence, bytes_in).await?
-        }
-        _ => (
-            UpBody::new(None, Some(body), limit, silence, bytes_in),
-            LongPoll::No,
-        ),
+    let redirecting = rt.activesync.redirect_processing;
+    let prefix = match (command, redirecting) {
+        (_, true) => redirect::REPLAY_MAX_BYTES,
+        (Command::Ping | Command::Sync, false) => MAX_LONG_POLL_BODY,
+        _ => 0,
     };
+    let key = device
+        .as_ref()
+        .map(|d| (d.user.as_str(), d.device_id.to_ascii_lowercase()));
+    let (body, poll, complete) = read_prefix(
+        gw,
+        key.as_ref().map(|(u, d)| (*u, d.as_str())),
+        command,
+        body,
+        prefix,
+        limit,
+        silence,
+        bytes_in,
+    )
+    .await?;
     let remembered = match poll {
-        LongPoll::Unknown if command == Command::Ping => {
-            device_key(&parts).and_then(|(u, d)| gw.heartbeats.recall(&u, &d))
-        }
+        LongPoll::Unknown if command == Command::Ping => key
+            .as_ref()
+            .and_then(|(u, d)| gw.heartbeats.recall(u, d)),
         _ => None,
     };
     let response_timeout = timeout::response_timeout(&rt.timeouts, poll, remembered);
@@ -208,23 +248,266 @@ async fn serve(
     if pin {
         conn.conn_auth.store(true, Ordering::Relaxed);
     }
+    // Kept for a 451 replay: only a body read completely can be sent again.
+    let replay = match (redirecting && device.is_some(), complete) {
+        (true, Some(b)) => Some(Replay {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+            body: b,
+        }),
+        _ => None,
+    };
     let req = Request::from_parts(parts, body);
 
+    // Pick server → forward (following an allowed 451), ended early if the device becomes
+    // blocked meanwhile.
     let parked = (poll != LongPoll::No).then(|| gw.metrics.parked());
-    let (resp, reuse) = pick_and_send(gw, rt, conn, &svc, req, response_timeout, pin).await?;
+    let user = device.as_ref().map(|d| d.user.as_str());
+    let send = forward_stage(gw, rt, conn, &svc, req, replay, user, response_timeout, pin);
+    let (resp, reuse) = match &device {
+        Some(id) => {
+            let watch = AccessWatch {
+                immediate: poll != LongPoll::No,
+            };
+            tokio::select! {
+                r = send => r?,
+                d = watch.blocked(gw, id) => return ended_by_access(gw, id, &d, ex),
+            }
+        }
+        None => send.await?,
+    };
     drop(parked);
 
-    filter_response(rt, resp, reuse, ex)
+    filter_response(rt, resp, reuse, ex, device.is_none())
 }
 
-/// Device authentication (certificates, tokens) comes with the next issue; every device passes.
-fn authenticate_device(_req: &Request<Incoming>) -> Result<()> {
-    Ok(())
+/// Stage "decide access": the one access check per device request (decision + association),
+/// recorded on the audit record.
+fn decide_access(gw: &Gateway, id: &DeviceIdentity, ex: &mut Option<Exchange>) -> Decision {
+    let d = gw.access.check(&id.request_info());
+    if d.would_block {
+        gw.metrics.access_decision("REPORT", d.rule.effective().name());
+        tracing::warn!(
+            user = %crate::access::clip(&id.user),
+            device_id = %id.device_id,
+            would = d.enforced_action().as_str(),
+            rule = d.rule.effective().name(),
+            "report-only: device let through; enforce mode would not"
+        );
+    } else if d.action != Action::Allow {
+        gw.metrics.access_decision(d.action.as_str(), d.rule.name());
+        tracing::info!(
+            user = %crate::access::clip(&id.user),
+            device_id = %id.device_id,
+            action = d.action.as_str(),
+            rule = d.rule.name(),
+            "device request not forwarded"
+        );
+    }
+    if let Some(ex) = ex.as_mut() {
+        ex.action = d.action;
+        ex.rule = d.rule.name();
+        ex.would_block = d.would_block;
+        ex.device = Some((id.user.clone(), id.device_id.clone()));
+    }
+    d
 }
 
-/// Access decision (device list, block reasons) comes with the next issue; always ALLOW.
-fn decide_access(_req: &Request<Incoming>) -> Action {
-    Action::Allow
+fn log_request_line(ex: &mut Option<Exchange>, id: &DeviceIdentity, svc: Option<&Arc<ServiceModel>>) {
+    if let Some(ex) = ex.as_mut() {
+        if let Some(svc) = svc {
+            ex.service = Some(svc.clone());
+        }
+        ex.log_request(id);
+    }
+}
+
+/// When an in-flight request watches for its device becoming blocked: long polls at once;
+/// ordinary requests only once they have taken [`WATCH_AFTER`] (a subscription per request
+/// would put a shared lock on the hot path for answers that come in milliseconds).
+struct AccessWatch {
+    immediate: bool,
+}
+
+/// Ordinary requests start watching for a block after this long.
+const WATCH_AFTER: Duration = Duration::from_secs(1);
+
+impl AccessWatch {
+    async fn blocked(self, gw: &Gateway, id: &DeviceIdentity) -> Decision {
+        if gw.access.policy().mode == crate::access::AccessMode::ReportOnly {
+            return std::future::pending().await;
+        }
+        if !self.immediate {
+            tokio::time::sleep(WATCH_AFTER).await;
+        }
+        gw.access.blocked_signal(&id.user, &id.device_id).await
+    }
+}
+
+/// An in-flight request of a device that became blocked (or marked for wipe) is ended: the
+/// blocked status, or the answer that makes it provision for the wipe.
+fn ended_by_access(
+    gw: &Gateway,
+    id: &DeviceIdentity,
+    d: &Decision,
+    ex: &mut Option<Exchange>,
+) -> Result<Response<RespBody>> {
+    tracing::info!(
+        user = %crate::access::clip(&id.user),
+        device_id = %id.device_id,
+        action = d.action.as_str(),
+        rule = d.rule.name(),
+        "in-flight request ended: the device's access changed"
+    );
+    if let Some(ex) = ex.as_mut() {
+        ex.action = d.action;
+        ex.rule = d.rule.name();
+    }
+    match d.action {
+        Action::Wipe => Ok(wipe::demand(id.version, id.command)),
+        _ => Err(Error::Blocked {
+            status: gw.access.policy().blocked_response,
+            rule: d.rule.name(),
+        }),
+    }
+}
+
+/// A request kept for a 451 replay.
+struct Replay {
+    method: http::Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Replay {
+    fn request(self, target: &redirect::Target, tls: bool) -> Request<UpBody> {
+        let mut r = Request::new(UpBody::full(self.body));
+        *r.method_mut() = self.method;
+        *r.uri_mut() = target.uri(&self.uri);
+        *r.headers_mut() = self.headers;
+        *r.version_mut() = Version::HTTP_11;
+        r.headers_mut()
+            .insert(header::HOST, forward::host_header(&target.addr, tls));
+        r
+    }
+}
+
+/// Stage "pick server → forward", with 451 redirect processing (see [`crate::redirect`]): a
+/// user a 451 moved goes straight to the remembered target; a fresh 451 to an allowed host is
+/// replayed there (one hop), to any other host refused.
+#[allow(clippy::too_many_arguments)]
+async fn forward_stage(
+    gw: &Arc<Gateway>,
+    rt: &Runtime,
+    conn: &Arc<DeviceConn>,
+    svc: &Arc<ServiceModel>,
+    req: Request<UpBody>,
+    replay: Option<Replay>,
+    user: Option<&str>,
+    rto: Duration,
+    pin: bool,
+) -> Result<(Response<Incoming>, Reuse)> {
+    let redirecting = rt.activesync.redirect_processing;
+    let tls = rt.activesync.server_tls.is_some();
+    let allowed_hosts = &rt.source.activesync.redirect_allowed_hosts;
+    let (resp, reuse) = match user.filter(|_| redirecting) {
+        Some(u) => match to_remembered(gw, rt, conn, svc, req, u, rto, pin).await? {
+            Ok(ok) => ok,
+            Err(req) => pick_and_send(gw, rt, conn, svc, req, rto, pin).await?,
+        },
+        None => pick_and_send(gw, rt, conn, svc, req, rto, pin).await?,
+    };
+    if resp.status().as_u16() != 451 || !redirecting {
+        return Ok((resp, reuse));
+    }
+    let Some(location) = resp.headers().get(eas::headers::X_MS_LOCATION) else {
+        gw.metrics.redirect("passed_no_location");
+        return Ok((resp, reuse));
+    };
+    let from = reuse.server.label.to_string();
+    let target = redirect::parse_location(location)
+        .filter(|t| redirect::is_allowed(&t.addr, svc, allowed_hosts, tls));
+    let Some(target) = target else {
+        gw.metrics.redirect("refused");
+        let location = crate::access::clip(&String::from_utf8_lossy(location.as_bytes()));
+        tracing::warn!(server = %from, %location, "451 redirect to a host outside the service's servers and redirect_allowed_hosts: refused");
+        return Err(Error::RedirectRefused {
+            server: from,
+            location,
+        });
+    };
+    let Some(replay) = replay else {
+        gw.metrics.redirect("passed_body_too_large");
+        tracing::info!(server = %from, target_server = %target.addr, "451 passed to the device: the request body was too large to replay");
+        return Ok((resp, reuse));
+    };
+    if let Some(u) = user {
+        gw.redirects.remember(u, target.clone());
+    }
+    // The 451's connection is not reused (its body is not read).
+    drop(resp);
+    drop(reuse);
+    let server = gw.health.get(&target.addr);
+    tracing::info!(server = %from, target_server = %target.addr, "451 redirect followed");
+    match send_to(gw, rt, conn, &server, replay.request(&target, tls), rto, pin).await {
+        Ok(ok) => {
+            gw.metrics.redirect("followed");
+            Ok(ok)
+        }
+        Err((e, _)) => {
+            gw.metrics.redirect("target_failed");
+            if let Some(u) = user {
+                gw.redirects.forget(u);
+            }
+            Err(server_failed(gw, rt, &server, e))
+        }
+    }
+}
+
+/// A user a 451 moved goes straight to the remembered target (while it is still allowed). The
+/// request comes back (`Ok(Err(req))`) when there is none or it could not be reached unsent.
+#[allow(clippy::too_many_arguments)]
+async fn to_remembered(
+    gw: &Arc<Gateway>,
+    rt: &Runtime,
+    conn: &Arc<DeviceConn>,
+    svc: &ServiceModel,
+    mut req: Request<UpBody>,
+    user: &str,
+    rto: Duration,
+    pin: bool,
+) -> Result<std::result::Result<(Response<Incoming>, Reuse), Request<UpBody>>> {
+    let Some(target) = gw.redirects.get(user) else {
+        return Ok(Err(req));
+    };
+    let tls = rt.activesync.server_tls.is_some();
+    if !redirect::is_allowed(
+        &target.addr,
+        svc,
+        &rt.source.activesync.redirect_allowed_hosts,
+        tls,
+    ) {
+        gw.redirects.forget(user);
+        return Ok(Err(req));
+    }
+    let original = req.uri().clone();
+    *req.uri_mut() = target.uri(&original);
+    req.headers_mut()
+        .insert(header::HOST, forward::host_header(&target.addr, tls));
+    let server = gw.health.get(&target.addr);
+    match send_to(gw, rt, conn, &server, req, rto, pin).await {
+        Ok(ok) => Ok(Ok(ok)),
+        Err((e, Some(mut r))) => {
+            tracing::warn!(target_server = %target.addr, error = %e, "remembered 451 target unreachable; forgetting it");
+            gw.metrics.redirect("remembered_failed");
+            gw.redirects.forget(user);
+            *r.uri_mut() = original;
+            Ok(Err(r))
+        }
+        Err((e, None)) => Err(server_failed(gw, rt, &server, e)),
+    }
 }
 
 /// Only ActiveSync paths, only while ActiveSync is enabled; then the service by host.
@@ -248,15 +531,20 @@ fn route_request<'a>(rt: &'a Runtime, req: &Request<Incoming>) -> Result<&'a Arc
     })
 }
 
-/// Response headers pass through minus hop-by-hop ones; the body streams back.
+/// Stage "filter response": hop-by-hop headers removed, protocol versions held to
+/// `limit_protocol_version`; the body streams back.
 fn filter_response(
     rt: &Runtime,
     resp: Response<Incoming>,
     reuse: Reuse,
     ex: &mut Option<Exchange>,
+    options: bool,
 ) -> Result<Response<RespBody>> {
     let (mut parts, body) = resp.into_parts();
     forward::strip_hop_by_hop(&mut parts.headers);
+    if let Some(limit) = versions::limit(rt) {
+        versions::filter_response_headers(&mut parts.headers, limit, options);
+    }
     let Some(mut exchange) = ex.take() else {
         return Err(Error::DeviceBody {
             reason: "request record lost".into(),
@@ -274,30 +562,32 @@ fn filter_response(
     Ok(Response::from_parts(parts, RespBody::Server { body }))
 }
 
-/// `(user, DeviceId)` of a request, for the heartbeat memory (Pings only, so the full `eas`
-/// parse is affordable). The user falls back to the Basic login; DeviceIds compare
-/// case-insensitively.
-fn device_key(parts: &http::request::Parts) -> Option<(String, String)> {
-    let req = eas::EasRequest::parse(&parts.method, &parts.uri, &parts.headers).ok()?;
-    Some((req.user_name()?.to_string(), req.device_id.as_ref()?.key()))
-}
-
-/// Reads at most [`MAX_LONG_POLL_BODY`] of a Ping/Sync body to find its heartbeat; the bytes
-/// read are forwarded first, the rest (if any) streams after them.
-async fn read_long_poll(
+/// Reads at most `prefix` bytes of the body (the long-poll bytes that say the heartbeat, and the
+/// body kept for a 451 replay); the bytes read are forwarded first, the rest (if any) streams
+/// after them. Returns the body, the long poll, and the whole body when it fit in the prefix.
+#[allow(clippy::too_many_arguments)]
+async fn read_prefix(
     gw: &Gateway,
-    parts: &http::request::Parts,
+    device: Option<(&str, &str)>,
     command: Command,
     mut body: Incoming,
+    prefix: usize,
     limit: u64,
     silence: Duration,
     bytes_in: Option<Arc<std::sync::atomic::AtomicU64>>,
-) -> Result<(UpBody, LongPoll)> {
+) -> Result<(UpBody, LongPoll, Option<Bytes>)> {
     let mut first: Option<Bytes> = None;
     let mut more: Option<BytesMut> = None;
     let mut len = 0usize;
     let mut complete = body.is_end_stream();
-    while !complete && len < MAX_LONG_POLL_BODY {
+    if prefix == 0 && !complete {
+        return Ok((
+            UpBody::new(None, Some(body), limit, silence, bytes_in),
+            LongPoll::No,
+            None,
+        ));
+    }
+    while !complete && len < prefix {
         let frame = match tokio::time::timeout(silence, body.frame()).await {
             Err(_) => {
                 return Err(Error::DeviceBody {
@@ -343,14 +633,16 @@ async fn read_long_poll(
         _ => activesync::long_poll(command, &head),
     };
     if let (Command::Ping, LongPoll::Heartbeat(secs)) = (command, poll)
-        && let Some((user, device)) = device_key(parts)
+        && let Some((user, device)) = device
     {
-        gw.heartbeats.remember(&user, &device, secs);
+        gw.heartbeats.remember(user, device, secs);
     }
+    let whole = complete.then(|| head.clone());
     let rest = (!complete).then_some(body);
     Ok((
         UpBody::new(Some(head), rest, limit, silence, bytes_in),
         poll,
+        whole,
     ))
 }
 

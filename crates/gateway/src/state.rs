@@ -4,6 +4,9 @@
 //! - `runtime`: swapped by reload (`reload.rs`), read by every request with one atomic load.
 //! - `health`: server health (`health.rs`), keyed by server identity so it survives reloads.
 //! - `metrics`: counters and histograms (`metrics.rs`), rendered by `GET /metrics`.
+//! - `access`: the device access list, associations and wipe state (`access/`), changed by the
+//!   management API, read by every request.
+//! - `redirects`: user → 451 target memory (`redirect.rs`).
 
 use std::sync::Arc;
 
@@ -22,10 +25,22 @@ pub struct Gateway {
     pub round_robin: crate::pick::RoundRobin,
     /// Last Ping heartbeat per (user, DeviceId) (`timeout.rs`).
     pub heartbeats: crate::timeout::Heartbeats,
+    /// Device access list, associations, remote wipe (`access/`).
+    pub access: Arc<crate::access::DeviceAccess>,
+    /// Where 451 redirects sent each user (`redirect.rs`).
+    pub redirects: crate::redirect::Redirects,
 }
 
 impl Gateway {
+    /// A gateway whose device access state lives in memory only (tests, tools). The process uses
+    /// [`Gateway::with_access`] with the state loaded from disk.
     pub fn new(runtime: Runtime) -> Arc<Self> {
+        let policy = crate::access::policy_or_fail_closed(&runtime.source.device_access);
+        Self::with_access(runtime, crate::access::DeviceAccess::in_memory(policy))
+    }
+
+    /// A gateway enforcing `access` (loaded from the state file by the caller).
+    pub fn with_access(runtime: Runtime, access: Arc<crate::access::DeviceAccess>) -> Arc<Self> {
         let health = crate::health::HealthRegistry::default();
         Arc::new(Self {
             runtime: ArcSwap::from_pointee(runtime),
@@ -34,6 +49,8 @@ impl Gateway {
             pool: Default::default(),
             round_robin: Default::default(),
             heartbeats: Default::default(),
+            access,
+            redirects: Default::default(),
         })
     }
 

@@ -91,7 +91,10 @@ async fn one_json_line_per_request_without_secrets() {
     let lines: Vec<serde_json::Value> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l.trim()).unwrap())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).unwrap())
+        // Issue 4 adds a `request` line per device request; the per-request record is the
+        // `response` line (paired by `use_case_id`).
+        .filter(|l| l["event"] == "response")
         .collect();
     assert_eq!(lines.len(), 3, "{text}");
     let l = &lines[0];

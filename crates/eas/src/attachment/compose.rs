@@ -22,7 +22,10 @@
 //! Android clients quote the original text they downloaded; a client that relied on the server
 //! to append the original body sends a shorter mail). The device's own MIME only carries what
 //! the device already had (its own files, or `.p7m` files under "encrypt"); with
-//! `strip_device_attachments` its attachment parts are removed per policy as well.
+//! `strip_device_attachments` its attachment parts are removed per policy as well. Excluded
+//! extensions do not survive either: forwarding an invitation's `.ics` through SmartForward
+//! under "remove" needs the device to attach it itself (exclusions are judged per MIME part,
+//! and the server-side originals are never seen by the gateway).
 
 use std::borrow::Cow;
 
@@ -236,9 +239,11 @@ pub fn retarget_query_to_sendmail(query: &str) -> Result<String, AttachmentError
         command: "SmartForward/SmartReply",
         reason,
     };
-    let plain = query
-        .split('&')
-        .any(|p| p.split('=').next().is_some_and(|k| k.eq_ignore_ascii_case("Cmd")));
+    let plain = query.split('&').any(|p| {
+        p.split('=')
+            .next()
+            .is_some_and(|k| k.eq_ignore_ascii_case("Cmd"))
+    });
     if plain {
         let mut out = Vec::new();
         for pair in query.split('&') {
@@ -256,7 +261,8 @@ pub fn retarget_query_to_sendmail(query: &str) -> Result<String, AttachmentError
         }
         return Ok(out.join("&"));
     }
-    let mut q = Base64Query::decode(query).map_err(|_| refused("query is neither plain nor base64"))?;
+    let mut q =
+        Base64Query::decode(query).map_err(|_| refused("query is neither plain nor base64"))?;
     q.command_code = 1; // SendMail
     q.item_id = None;
     q.collection_id = None;

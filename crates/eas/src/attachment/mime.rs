@@ -139,7 +139,9 @@ fn parse_headers(ent: &[u8]) -> Headers<'_> {
         } else if let Some(colon) = memchr::memchr(b':', content) {
             fields.push(Field {
                 name: trim_ws(&content[..colon]),
-                value: String::from_utf8_lossy(&content[colon + 1..]).trim().to_owned(),
+                value: String::from_utf8_lossy(&content[colon + 1..])
+                    .trim()
+                    .to_owned(),
                 raw: line,
             });
         } else {
@@ -163,8 +165,14 @@ fn trim_eol(line: &[u8]) -> &[u8] {
 }
 
 fn trim_ws(b: &[u8]) -> &[u8] {
-    let s = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let e = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(s, |i| i + 1);
+    let s = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let e = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(s, |i| i + 1);
     &b[s..e.max(s)]
 }
 
@@ -302,7 +310,10 @@ fn pct_decode(b: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
-            && let (Some(h), Some(l)) = (b.get(i + 1).and_then(|c| hex(*c)), b.get(i + 2).and_then(|c| hex(*c)))
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|c| hex(*c)),
+                b.get(i + 2).and_then(|c| hex(*c)),
+            )
         {
             out.push(h << 4 | l);
             i += 3;
@@ -346,19 +357,23 @@ pub fn decode_2047(v: &str) -> String {
                     "Q" => qp_decode(text.replace('_', " ").as_bytes()),
                     _ => text.as_bytes().to_vec(),
                 };
-                let cs = cs.split('*').next().unwrap_or_default().to_ascii_lowercase();
                 let consumed = start + 2 + cs.len() + 1 + enc.len() + 1 + end + 2;
+                let cs = cs
+                    .split('*')
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
                 (charset_decode(&cs, &bytes), consumed)
             }),
             _ => None,
         };
         match decoded {
-            Some((text, consumed)) if consumed <= rest.len() => {
+            Some((text, consumed)) if rest.get(consumed..).is_some() => {
                 if !(last_was_word && before.trim().is_empty()) {
                     out.push_str(before);
                 }
                 out.push_str(&text);
-                rest = &rest[consumed..];
+                rest = rest.get(consumed..).unwrap_or_default();
                 last_was_word = true;
             }
             _ => {
@@ -489,14 +504,9 @@ impl Ctx<'_> {
             } else {
                 Kind::Message
             }
-        } else if matches!(
-            mime_type.as_str(),
-            "application/pkcs7-signature"
-                | "application/x-pkcs7-signature"
-                | "application/pgp-signature"
-        ) {
-            Kind::Keep
-        } else if mime_type.starts_with("text/") && name.is_none() && !disposition_attachment {
+        } else if is_signature(&mime_type)
+            || (mime_type.starts_with("text/") && name.is_none() && !disposition_attachment)
+        {
             Kind::Keep
         } else {
             Kind::Attachment
@@ -515,8 +525,14 @@ impl Ctx<'_> {
                 } else {
                     Default_::Text
                 };
-                if !self.multipart(h.body, &boundary, msg_depth, mp_depth + 1, child_default, out)?
-                {
+                if !self.multipart(
+                    h.body,
+                    &boundary,
+                    msg_depth,
+                    mp_depth + 1,
+                    child_default,
+                    out,
+                )? {
                     out.truncate(before);
                     self.attachment(&h, name.as_deref(), &cte, out)?;
                 }
@@ -542,12 +558,14 @@ impl Ctx<'_> {
         dash.extend_from_slice(boundary.as_bytes());
         // (line start, end after line end, is close)
         let mut delims: Vec<(usize, usize, bool)> = Vec::new();
+        let mut last_end = 0usize;
         for pos in memmem::find_iter(body, &dash) {
-            if pos > 0 && body[pos - 1] != b'\n' {
+            if pos < last_end || (pos > 0 && body.get(pos - 1) != Some(&b'\n')) {
                 continue;
             }
             let after = pos + dash.len();
-            let line_end = memchr::memchr(b'\n', &body[after..]).map_or(body.len(), |i| after + i + 1);
+            let line_end =
+                memchr::memchr(b'\n', &body[after..]).map_or(body.len(), |i| after + i + 1);
             let rest = &body[after..line_end];
             let close = rest.starts_with(b"--");
             let tail = if close { &rest[2..] } else { rest };
@@ -555,6 +573,7 @@ impl Ctx<'_> {
                 continue;
             }
             delims.push((pos, line_end, close));
+            last_end = line_end;
             if close {
                 break;
             }
@@ -581,11 +600,12 @@ impl Ctx<'_> {
                 }
                 None => (body.len(), body.len(), true),
             };
-            let part = &body[start..part_end.max(start)];
+            let part_end = part_end.max(start);
+            let part = body.get(start..part_end).unwrap_or_default();
             self.entity(part, msg_depth, mp_depth, default, out)?;
-            out.extend_from_slice(&body[part_end.max(start)..next_end]);
+            out.extend_from_slice(body.get(part_end..next_end).unwrap_or_default());
             if close {
-                out.extend_from_slice(&body[next_end..]);
+                out.extend_from_slice(body.get(next_end..).unwrap_or_default());
                 break;
             }
         }
@@ -649,9 +669,20 @@ impl Ctx<'_> {
                 let plain = decode_body(h.body, cte);
                 let cms = encrypt::envelope(&plain, recipients)?;
                 let p7m = format!("{shown}.p7m");
-                let ct = format!("Content-Type: {}; {}", encrypt::CONTENT_TYPE, param("name", &p7m));
-                let cd = format!("Content-Disposition: attachment; {}", param("filename", &p7m));
-                for line in [ct.as_str(), "Content-Transfer-Encoding: base64", cd.as_str()] {
+                let ct = format!(
+                    "Content-Type: {}; {}",
+                    encrypt::CONTENT_TYPE,
+                    param("name", &p7m)
+                );
+                let cd = format!(
+                    "Content-Disposition: attachment; {}",
+                    param("filename", &p7m)
+                );
+                for line in [
+                    ct.as_str(),
+                    "Content-Transfer-Encoding: base64",
+                    cd.as_str(),
+                ] {
                     out.extend_from_slice(line.as_bytes());
                     out.extend_from_slice(eol);
                 }
@@ -665,7 +696,16 @@ impl Ctx<'_> {
         }
         Ok(())
     }
+}
 
+/// Detached signatures carry no data (and are useless once the signed part changes anyway).
+fn is_signature(mime_type: &str) -> bool {
+    matches!(
+        mime_type,
+        "application/pkcs7-signature"
+            | "application/x-pkcs7-signature"
+            | "application/pgp-signature"
+    )
 }
 
 /// A name safe to put in a note or a parameter: no control characters, bounded length.
@@ -693,5 +733,62 @@ fn param(key: &str, value: &str) -> String {
             }
         }
         format!("{key}*=UTF-8''{enc}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_words_and_rfc2231() {
+        assert_eq!(decode_2047("=?UTF-8?B?cmFwcG9ydC5wZGY=?="), "rapport.pdf");
+        assert_eq!(
+            decode_2047("=?iso-8859-1?Q?r=E9sum=E9?= =?utf-8?q?_x.txt?="),
+            "résumé x.txt"
+        );
+        assert_eq!(decode_2047("=?utf-8*en?Q?a?=.pdf"), "a.pdf");
+        assert_eq!(decode_2047("=?broken"), "=?broken");
+        assert_eq!(decode_2047("plain =? text"), "plain =? text");
+        let v = parse_value("attachment; filename*0*=UTF-8''r%C3%A9; filename*1=\"sum.pdf\"");
+        assert_eq!(v.value, "attachment");
+        assert_eq!(v.param("filename").as_deref(), Some("résum.pdf"));
+        let v = parse_value("application/pdf; name=\"a;b.pdf\"");
+        assert_eq!(v.param("name").as_deref(), Some("a;b.pdf"));
+    }
+
+    #[test]
+    fn transfer_decodings() {
+        assert_eq!(base64_lenient(b"aGVs\r\nbG8=\r\n"), b"hello");
+        assert_eq!(qp_decode(b"a=3Db=\r\nc=ZZ="), b"a=bc=ZZ=");
+        assert_eq!(param("filename", "a.pdf"), "filename=\"a.pdf\"");
+        assert_eq!(
+            param("filename", "é\".pdf"),
+            "filename*=UTF-8''%C3%A9%22.pdf"
+        );
+    }
+
+    #[test]
+    fn lf_only_messages_keep_their_line_ends() {
+        let msg = b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: image/gif\n\nGIF\n--b--\n";
+        let r = rewrite_mime(msg, &Policy::new(Decision::Remove)).unwrap();
+        let out = std::str::from_utf8(&r.body).unwrap();
+        assert!(!out.contains('\r'), "{out:?}");
+        assert!(out.contains("--b\nContent-Type: text/plain\n\nhi\n--b\n"));
+        assert!(!out.contains("GIF"));
+    }
+
+    #[test]
+    fn deep_multipart_nesting_is_bounded() {
+        let mut msg = String::new();
+        for i in 0..200 {
+            msg.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+            ));
+        }
+        msg.push_str("Content-Type: text/plain\r\n\r\nleaf\r\n");
+        let r = rewrite_mime(msg.as_bytes(), &Policy::new(Decision::Remove)).unwrap();
+        assert_eq!(r.summary.removed, 1);
+        assert!(!String::from_utf8_lossy(&r.body).contains("leaf"));
     }
 }

@@ -31,6 +31,37 @@ pub use policy::{
 
 use crate::error::Fault;
 
+/// Where attachment control applies to a command, i.e. which entry point the gateway calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// Response body: [`wbxml_rewrite::rewrite_response`] (WBXML) or
+    /// [`wbxml_rewrite::rewrite_multipart`] (`application/vnd.ms-sync.multipart`).
+    Response,
+    /// [`wbxml_rewrite::get_attachment_precheck`] before forwarding, then
+    /// [`wbxml_rewrite::get_attachment`] on the response body.
+    GetAttachment,
+    /// Request body: [`compose::rewrite_compose_request`] (WBXML) or
+    /// [`compose::rfc822_compose`] (`message/rfc822`, 12.x) plus
+    /// [`compose::retarget_query_to_sendmail`] when asked.
+    ComposeRequest,
+    /// Nothing to do (no attachment travels server → device).
+    None,
+}
+
+impl Place {
+    /// The place of `command`. Find (16.1) returns previews only; MeetingResponse,
+    /// ResolveRecipients etc. carry no attachments.
+    pub fn of(command: crate::Command) -> Place {
+        use crate::Command as C;
+        match command {
+            C::Sync | C::Search | C::ItemOperations => Place::Response,
+            C::GetAttachment => Place::GetAttachment,
+            C::SmartForward | C::SmartReply => Place::ComposeRequest,
+            _ => Place::None,
+        }
+    }
+}
+
 /// What happens to the attachments of one request (chosen per platform class).
 #[derive(Debug, Clone)]
 pub enum Decision {

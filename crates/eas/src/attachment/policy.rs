@@ -128,8 +128,9 @@ impl PlatformPolicies {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct EncryptionConfig {
-    /// PEM certificate files (RSA keys) attachments are encrypted to; the gateway loads them
-    /// and hands the bytes to [`Recipients::from_pem`]. Relative paths: to the config file.
+    /// PEM certificate files (RSA or EC P-256 keys) attachments are encrypted to; the gateway
+    /// loads them and hands the bytes to [`Recipients::from_pem`] (one call per file, joined
+    /// with [`Recipients::extend`]). Relative paths: to the config file.
     pub recipients: Vec<PathBuf>,
 }
 
@@ -224,7 +225,8 @@ pub fn glob_match(pattern: &str, value: &str) -> bool {
             },
         }
     }
-    p.get(pi..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
 /// `[attachment_control]` as in the config file. Every field has a default.
@@ -305,14 +307,19 @@ impl AttachmentControlConfig {
             {
                 err(
                     "exclusions",
-                    format!("{ext:?} is not a file extension (letters, digits, '-', '_', at most 32)"),
+                    format!(
+                        "{ext:?} is not a file extension (letters, digits, '-', '_', at most 32)"
+                    ),
                 );
             }
         }
         if self.max_nesting > MAX_NESTING_LIMIT {
             err(
                 "max_nesting",
-                format!("{} is above the limit of {MAX_NESTING_LIMIT}", self.max_nesting),
+                format!(
+                    "{} is above the limit of {MAX_NESTING_LIMIT}",
+                    self.max_nesting
+                ),
             );
         }
         if !(1024..=MAX_BODY_LIMIT).contains(&self.max_body_bytes) {
@@ -345,7 +352,10 @@ impl AttachmentControlConfig {
                     "needs device_type or user_agent".into(),
                 );
             }
-            for (name, pat) in [("device_type", &r.device_type), ("user_agent", &r.user_agent)] {
+            for (name, pat) in [
+                ("device_type", &r.device_type),
+                ("user_agent", &r.user_agent),
+            ] {
                 if let Some(p) = pat
                     && (p.is_empty() || p.len() > 256 || !p.is_ascii())
                 {
@@ -470,13 +480,31 @@ mod tests {
     fn default_classes() {
         let r = PlatformRule::defaults();
         let c = |d: Option<&str>, u: Option<&str>| classify(&r, d, u);
-        assert_eq!(c(Some("iPhone"), Some("Apple-iPhone14C2/2001.48")), PlatformClass::IosNative);
+        assert_eq!(
+            c(Some("iPhone"), Some("Apple-iPhone14C2/2001.48")),
+            PlatformClass::IosNative
+        );
         assert_eq!(c(Some("iPad"), None), PlatformClass::IosNative);
-        assert_eq!(c(Some("Outlook"), Some("Outlook-iOS/2.0")), PlatformClass::SecureApps);
-        assert_eq!(c(Some("iPhone"), Some("Outlook-iOS/2.0")), PlatformClass::SecureApps);
-        assert_eq!(c(Some("Android"), Some("Outlook-Android/2.0")), PlatformClass::SecureApps);
-        assert_eq!(c(Some("Android"), Some("Android-Mail/2023.1")), PlatformClass::Other);
-        assert_eq!(c(Some("SAMSUNGSMG991B"), Some("SAMSUNG-SM-G991B/101.3")), PlatformClass::Other);
+        assert_eq!(
+            c(Some("Outlook"), Some("Outlook-iOS/2.0")),
+            PlatformClass::SecureApps
+        );
+        assert_eq!(
+            c(Some("iPhone"), Some("Outlook-iOS/2.0")),
+            PlatformClass::SecureApps
+        );
+        assert_eq!(
+            c(Some("Android"), Some("Outlook-Android/2.0")),
+            PlatformClass::SecureApps
+        );
+        assert_eq!(
+            c(Some("Android"), Some("Android-Mail/2023.1")),
+            PlatformClass::Other
+        );
+        assert_eq!(
+            c(Some("SAMSUNGSMG991B"), Some("SAMSUNG-SM-G991B/101.3")),
+            PlatformClass::Other
+        );
         assert_eq!(c(None, None), PlatformClass::Other);
     }
 }

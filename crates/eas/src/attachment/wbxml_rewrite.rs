@@ -157,7 +157,9 @@ pub fn get_attachment_precheck(
     is_excluded_ref: &dyn Fn(&str) -> bool,
 ) -> Option<u16> {
     match policy.decision {
-        Decision::Remove if !is_excluded_ref(attachment_name) => Some(GET_ATTACHMENT_REFUSED_STATUS),
+        Decision::Remove if !is_excluded_ref(attachment_name) => {
+            Some(GET_ATTACHMENT_REFUSED_STATUS)
+        }
         _ => None,
     }
 }
@@ -258,7 +260,10 @@ fn rewrite_doc(
                 }
             }
             (ASB, ASB_ATTACHMENT) | (EMAIL, EMAIL_ATTACHMENT)
-                if matches!(parent, Some((ASB, ASB_ATTACHMENTS) | (EMAIL, EMAIL_ATTACHMENTS))) =>
+                if matches!(
+                    parent,
+                    Some((ASB, ASB_ATTACHMENTS) | (EMAIL, EMAIL_ATTACHMENTS))
+                ) =>
             {
                 let plan = plans.pop_front();
                 match plan {
@@ -275,8 +280,14 @@ fn rewrite_doc(
                     }
                 }
             }
-            (ASB, ASB_DISPLAY_NAME) | (EMAIL, EMAIL_DISPLAY_NAME) | (EMAIL, EMAIL_ATT_NAME) | (ASB, ASB_CONTENT_TYPE)
-                if matches!(parent, Some((ASB, ASB_ATTACHMENT) | (EMAIL, EMAIL_ATTACHMENT))) =>
+            (ASB, ASB_DISPLAY_NAME)
+            | (EMAIL, EMAIL_DISPLAY_NAME)
+            | (EMAIL, EMAIL_ATT_NAME)
+            | (ASB, ASB_CONTENT_TYPE)
+                if matches!(
+                    parent,
+                    Some((ASB, ASB_ATTACHMENT) | (EMAIL, EMAIL_ATTACHMENT))
+                ) =>
             {
                 let Some(p) = &current else { continue };
                 let text = match (page, token) {
@@ -355,14 +366,12 @@ fn count(n: usize) -> u32 {
 /// Reads the subtree of the element whose Start (with content) `r` just returned.
 fn read_subtree(r: &Reader<'_>) -> Result<Element, AttachmentError> {
     let mut r = r.clone();
-    let top = r
-        .open_tags()
-        .last()
-        .copied()
-        .ok_or_else(|| wb(wbxml::Error::Structure {
+    let top = r.open_tags().last().copied().ok_or_else(|| {
+        wb(wbxml::Error::Structure {
             offset: r.offset(),
             what: "no open element",
-        }))?;
+        })
+    })?;
     let mut stack = vec![Element::new(top.page, top.token)];
     loop {
         let Some(ev) = r.next_event().map_err(wb)? else {
@@ -464,7 +473,10 @@ fn body_is_mime(r: &Reader<'_>) -> Result<bool, AttachmentError> {
                 token: ASB_TYPE,
                 has_content: true,
             } if r.depth() == base + 1 => {
-                return Ok(matches!(r.next_event().map_err(wb)?, Some(Event::Text(b"4"))));
+                return Ok(matches!(
+                    r.next_event().map_err(wb)?,
+                    Some(Event::Text(b"4"))
+                ));
             }
             Event::Start {
                 has_content: true, ..
@@ -496,7 +508,8 @@ fn scan_fetch(r: &Reader<'_>) -> Result<Option<FileFetch>, AttachmentError> {
                 token,
                 has_content,
             } => {
-                if (page, token) == (ASB, ASB_FILE_REFERENCE) || (page, token) == (DOCLIB, DOCLIB_LINK_ID)
+                if (page, token) == (ASB, ASB_FILE_REFERENCE)
+                    || (page, token) == (DOCLIB, DOCLIB_LINK_ID)
                 {
                     is_file = true;
                 }
@@ -515,7 +528,8 @@ fn scan_fetch(r: &Reader<'_>) -> Result<Option<FileFetch>, AttachmentError> {
         return Ok(None);
     }
     let el = read_subtree(r)?;
-    let reference = child_text(&el, ASB, ASB_FILE_REFERENCE).or_else(|| child_text(&el, DOCLIB, DOCLIB_LINK_ID));
+    let reference = child_text(&el, ASB, ASB_FILE_REFERENCE)
+        .or_else(|| child_text(&el, DOCLIB, DOCLIB_LINK_ID));
     Ok(Some(FileFetch { el, reference }))
 }
 
@@ -599,9 +613,7 @@ fn fetch_replacement(
     if !has_ct {
         props.children.insert(
             0,
-            Node::Element(
-                Element::new(ASB, ASB_CONTENT_TYPE).with_text(encrypt::CONTENT_TYPE),
-            ),
+            Node::Element(Element::new(ASB, ASB_CONTENT_TYPE).with_text(encrypt::CONTENT_TYPE)),
         );
     }
     if let Some(i) = part_index

@@ -22,7 +22,7 @@ mod time;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use associations::{Association, AssociationPage, AssociationQuery, RequestInfo};
+pub use associations::{Association, AssociationPage, AssociationQuery, MAX_PAGE, RequestInfo};
 pub use config::{AccessMode, AccessPolicy, AllowBlock, DeviceAccessConfig};
 pub use decide::{AccessInputs, Action, Decision, PortalSync, Rule, decide};
 pub use list::{
@@ -185,6 +185,23 @@ impl AccessError {
             Self::InvalidBody { .. } | Self::InvalidConfig { .. } => 422,
             Self::TooManyEntries { .. } => 413,
             Self::StateIo { .. } | Self::CorruptState { .. } => 500,
+        }
+    }
+}
+
+/// The validated policy of a `[device_access]` section, or — when it does not validate (the
+/// config validation refuses such a file, so only a caller that skipped it gets here) — a policy
+/// that blocks every unlisted device: fail closed.
+pub fn policy_or_fail_closed(cfg: &DeviceAccessConfig) -> AccessPolicy {
+    match cfg.validate() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "[device_access] is invalid: blocking unlisted devices");
+            AccessPolicy {
+                unregistered: AllowBlock::Block,
+                when_portal_unreachable: AllowBlock::Block,
+                ..AccessPolicy::default()
+            }
         }
     }
 }

@@ -510,3 +510,129 @@ pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
     panic!("timed out waiting for: {what}");
 }
+
+// --- ActiveSync awareness (issue 4) ---------------------------------------------------------
+
+/// Starts the device listener for an already built gateway (e.g. one with a persisted access
+/// state).
+pub async fn start_gw(gw: Arc<Gateway>) -> RunningGateway {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = watch::channel(false);
+    let task = tokio::spawn(gateway::serve_devices(gw.clone(), listener, rx));
+    RunningGateway {
+        gw,
+        addr,
+        stop,
+        task,
+    }
+}
+
+/// Sets `[device_access]` from a TOML snippet (the section's body).
+pub fn device_access(rt: &mut Runtime, section: &str) {
+    rt.source.device_access = toml::from_str(section).expect("[device_access] snippet");
+}
+
+pub const MGMT_TOKEN: &str = "mgmt-token-3b9e1c7d5a";
+
+/// The management API on a loopback port, TLS with its own certificate, bearer token
+/// [`MGMT_TOKEN`].
+pub struct Mgmt {
+    pub addr: SocketAddr,
+    pub cert: CertificateDer<'static>,
+    _stop: watch::Sender<bool>,
+}
+
+/// Gives `rt` a management certificate and token; returns the certificate to trust.
+pub fn management_tls(rt: &mut Runtime) -> CertificateDer<'static> {
+    let (tls, cert) = server_config(&["localhost"], &[]);
+    rt.management.tls = tls;
+    rt.management.token = Some(MGMT_TOKEN.into());
+    cert
+}
+
+pub async fn start_management(gw: Arc<Gateway>, cert: CertificateDer<'static>) -> Mgmt {
+    let cp = gateway::reload::ControlPlane::new(gw, std::env::temp_dir().join("easgate-test-unused.toml"));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(gateway::management::serve_management(cp, listener, rx));
+    Mgmt {
+        addr,
+        cert,
+        _stop: tx,
+    }
+}
+
+impl Mgmt {
+    /// One request over a fresh TLS connection with the bearer token (`token = None`: without).
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> (StatusCode, serde_json::Value) {
+        let tcp = TcpStream::connect(self.addr).await.unwrap();
+        let cfg = client_config(&self.cert, &[]);
+        let tls = tokio_rustls::TlsConnector::from(cfg)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (mut s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(c);
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        if let Some(ct) = content_type {
+            b = b.header("content-type", ct);
+        }
+        let resp = s.send_request(b.body(full(body)).unwrap()).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, v)
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
+        let ct = (!body.is_empty()).then_some("application/json");
+        self.call_with(method, path, Some(MGMT_TOKEN), ct, body.to_owned())
+            .await
+    }
+
+    /// `PATCH /v1/devices` with one entry; asserts 200.
+    pub async fn set_state(&self, user: &str, device: &str, state: &str) {
+        let body = serde_json::json!({"devices": [{"user": user, "device_id": device, "state": state, "reasons": ["manual"]}]});
+        let (st, v) = self.call("PATCH", "/v1/devices", &body.to_string()).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+}
+
+/// Requests a backend saw from `device` (DeviceId in a plain query, case-insensitive).
+pub fn seen_from(b: &Backend, device: &str) -> usize {
+    let needle = format!("deviceid={}", device.to_ascii_lowercase());
+    b.seen()
+        .iter()
+        .filter(|s| s.uri.to_ascii_lowercase().contains(&needle))
+        .count()
+}
+
+/// An ActiveSync POST with an explicit protocol version header.
+pub fn eas_v(cmd: &str, user: &str, dev: &str, version: &str, body: TBody) -> Request<TBody> {
+    Request::post(format!(
+        "/Microsoft-Server-ActiveSync?Cmd={cmd}&User={user}&DeviceId={dev}&DeviceType=iPhone"
+    ))
+    .header("host", "gw.test")
+    .header("content-type", "application/vnd.ms-sync.wbxml")
+    .header("ms-asprotocolversion", version)
+    .body(body)
+    .unwrap()
+}
