@@ -874,3 +874,40 @@ fn config_generations_are_independent() {
     ));
     assert!(g2.policy_for(Some("iPhone"), None).decision.is_deliver());
 }
+
+#[test]
+fn places_and_smartreply() {
+    use eas::Command;
+    use eas::attachment::Place;
+    assert_eq!(Place::of(Command::Sync), Place::Response);
+    assert_eq!(Place::of(Command::ItemOperations), Place::Response);
+    assert_eq!(Place::of(Command::Search), Place::Response);
+    assert_eq!(Place::of(Command::GetAttachment), Place::GetAttachment);
+    assert_eq!(Place::of(Command::SmartReply), Place::ComposeRequest);
+    assert_eq!(Place::of(Command::Ping), Place::None);
+    // SmartReply gets ReplaceMime like SmartForward; one without Mime is refused.
+    let reply = el("ComposeMail", "SmartReply")
+        .with_child(el("ComposeMail", "ClientId").with_text("r1"))
+        .with_child(
+            el("ComposeMail", "Source").with_child(el("ComposeMail", "ItemId").with_text("2")),
+        )
+        .with_child(el("ComposeMail", "Mime").with_opaque(b"Subject: re\r\n\r\nok\r\n".to_vec()))
+        .encode()
+        .unwrap();
+    let r = compose::rewrite_compose_request(&reply, &remove(), ComposeFix::ReplaceMime, false)
+        .unwrap();
+    assert!(
+        Element::parse(&r.body)
+            .unwrap()
+            .find("ReplaceMime")
+            .is_some()
+    );
+    let no_mime = el("ComposeMail", "SmartReply")
+        .with_child(el("ComposeMail", "ClientId").with_text("r1"))
+        .encode()
+        .unwrap();
+    let e = compose::rewrite_compose_request(&no_mime, &remove(), ComposeFix::ReplaceMime, false)
+        .unwrap_err();
+    assert_eq!(e.fault(), eas::Fault::Device);
+    assert!(!e.applies_on_oversize());
+}

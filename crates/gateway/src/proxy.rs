@@ -637,7 +637,8 @@ async fn read_prefix(
     {
         gw.heartbeats.remember(user, device, secs);
     }
-    let whole = complete.then(|| head.clone());
+    // A last frame may overshoot the prefix: only a body within it counts as kept whole.
+    let whole = (complete && head.len() <= prefix).then(|| head.clone());
     let rest = (!complete).then_some(body);
     Ok((
         UpBody::new(Some(head), rest, limit, silence, bytes_in),

@@ -366,3 +366,86 @@ async fn foldersync_sync_and_ping_through_the_gateway() {
     let metrics = gw.gw.metrics.render();
     assert!(metrics.contains("Ping"), "Ping counted in metrics");
 }
+
+/// A TCP relay in front of the peer that counts the bytes the gateway sends it, so a test can
+/// prove that nothing of a blocked device's request reached the server.
+async fn counting_relay(peer: SocketAddr) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let up = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = up.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else { return };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(peer).await else { return };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let upstream = async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                counter.fetch_add(n as u64, Ordering::SeqCst);
+                                if sw.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    let _ = sw.shutdown().await;
+                };
+                let downstream = async move {
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    let _ = cw.shutdown().await;
+                };
+                tokio::join!(upstream, downstream);
+            });
+        }
+    });
+    (addr, up)
+}
+
+/// Issue 4 interop: an allowed device syncs with SOGo through the gateway; after a block through
+/// the management API (TLS + bearer token) it gets the configured status (403) and nothing of
+/// its request reaches SOGo; after an unblock it syncs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_and_unblock_a_device_in_front_of_sogo() {
+    use std::sync::atomic::Ordering;
+    let Some(peer) = peer().await else { return };
+    let (relay, sent_to_sogo) = counting_relay(peer).await;
+    let tls = device_tls();
+    let mut rt = runtime(&[addr_of(relay)]);
+    rt.device_tls = Some(tls.server.clone());
+    let cert = management_tls(&mut rt);
+    let gw = start(rt).await;
+    let mgmt = start_management(gw.gw.clone(), cert).await;
+    let dev = format!("IOPB{}", std::process::id());
+    let folder_sync = || post("mail.example.com", "FolderSync", &dev, Some(&folder_sync_xml()));
+
+    let (st, _, body) = exchange(gw.addr, Some(&tls), folder_sync()).await;
+    assert_eq!(st, StatusCode::OK, "allowed device syncs");
+    assert_eq!(text_at(&decode(&body), &["Status"]), Some("1"));
+    assert!(sent_to_sogo.load(Ordering::SeqCst) > 0);
+
+    mgmt.set_state(USER, &dev, "blocked").await;
+    let before = sent_to_sogo.load(Ordering::SeqCst);
+    let (st, _, _) = exchange(gw.addr, Some(&tls), folder_sync()).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "the configured blocked_response");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        sent_to_sogo.load(Ordering::SeqCst),
+        before,
+        "nothing of the blocked device's request reached SOGo"
+    );
+
+    mgmt.set_state(USER, &dev, "allowed").await;
+    let (st, _, body) = exchange(gw.addr, Some(&tls), folder_sync()).await;
+    assert_eq!(st, StatusCode::OK, "syncs again after the unblock");
+    assert_eq!(text_at(&decode(&body), &["Status"]), Some("1"));
+    assert!(sent_to_sogo.load(Ordering::SeqCst) > before);
+}
