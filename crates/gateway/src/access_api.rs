@@ -41,10 +41,9 @@ pub fn handles(path: &str) -> bool {
 pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_owned();
     match (path.as_str(), req.method().clone()) {
-        ("/v1/devices", Method::GET) => json(
-            StatusCode::OK,
-            &json!({ "devices": gw.access.entries() }),
-        ),
+        ("/v1/devices", Method::GET) => {
+            json(StatusCode::OK, &json!({ "devices": gw.access.entries() }))
+        }
         ("/v1/devices", m @ (Method::PUT | Method::PATCH)) => change(gw, m, req).await,
         ("/v1/devices", _) => not_allowed("GET, PUT, PATCH"),
         ("/v1/explain", Method::GET) => explain(gw, req.uri().query()),
@@ -76,7 +75,12 @@ async fn change(gw: &Gateway, method: Method, req: Request<Incoming>) -> Respons
     }
     let collect = Limited::new(req.into_body(), MAX_BODY_BYTES).collect();
     let body = match tokio::time::timeout(BODY_TIMEOUT, collect).await {
-        Err(_) => return error(StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time"),
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time",
+            );
+        }
         Ok(Ok(c)) => c.to_bytes(),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("reading the body: {e}")),
@@ -118,9 +122,12 @@ fn associations(gw: &Gateway, query: Option<&str>) -> Response<Full<Bytes>> {
     let number = |name: &str| -> Result<usize, String> {
         match param(&params, name) {
             None | Some("") => Ok(0),
-            Some(v) => v
-                .parse::<usize>()
-                .map_err(|_| format!("{name} must be a non-negative integer, not {:?}", crate::access::clip(v))),
+            Some(v) => v.parse::<usize>().map_err(|_| {
+                format!(
+                    "{name} must be a non-negative integer, not {:?}",
+                    crate::access::clip(v)
+                )
+            }),
         }
     };
     let (offset, limit) = match (number("offset"), number("limit")) {
@@ -130,11 +137,16 @@ fn associations(gw: &Gateway, query: Option<&str>) -> Response<Full<Bytes>> {
     if limit > crate::access::MAX_PAGE {
         return error(
             StatusCode::BAD_REQUEST,
-            &format!("limit must be 1..={} (0 or absent: 100)", crate::access::MAX_PAGE),
+            &format!(
+                "limit must be 1..={} (0 or absent: 100)",
+                crate::access::MAX_PAGE
+            ),
         );
     }
     let q = AssociationQuery {
-        user: param(&params, "user").filter(|v| !v.is_empty()).map(str::to_owned),
+        user: param(&params, "user")
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned),
         device_id: param(&params, "device_id")
             .filter(|v| !v.is_empty())
             .map(str::to_owned),
@@ -203,8 +215,7 @@ fn decode(s: &str) -> Option<String> {
 }
 
 fn access_error(e: &AccessError) -> Response<Full<Bytes>> {
-    let status =
-        StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut body = json!({ "error": e.to_string() });
     match e {
         AccessError::InvalidBody { errors } | AccessError::InvalidConfig { errors } => {
@@ -232,7 +243,8 @@ fn too_large() -> Response<Full<Bytes>> {
 
 fn not_allowed(allow: &'static str) -> Response<Full<Bytes>> {
     let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
     r
 }
 
@@ -255,7 +267,11 @@ mod tests {
 
     #[test]
     fn queries() {
-        let p = parse_query(Some("user=dom%5Calice&device_id=D1"), &["user", "device_id"]).unwrap();
+        let p = parse_query(
+            Some("user=dom%5Calice&device_id=D1"),
+            &["user", "device_id"],
+        )
+        .unwrap();
         assert_eq!(param(&p, "user"), Some("dom\\alice"));
         assert!(parse_query(Some("user=a&user=b"), &["user"]).is_err());
         assert!(parse_query(Some("x=1"), &["user"]).is_err());

@@ -281,12 +281,17 @@ impl Default for Advanced {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_request_header_bytes: default_max_header(), max_request_body_bytes: default_max_body() }
+        Self {
+            max_request_header_bytes: default_max_header(),
+            max_request_body_bytes: default_max_body(),
+        }
     }
 }
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { data_dir: default_data_dir() }
+        Self {
+            data_dir: default_data_dir(),
+        }
     }
 }

@@ -206,8 +206,9 @@ impl Error {
             }
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::DeviceBody { .. } | Error::NoUser => StatusCode::BAD_REQUEST,
-            Error::Identity { source } => StatusCode::from_u16(source.device_status())
-                .unwrap_or(StatusCode::BAD_REQUEST),
+            Error::Identity { source } => {
+                StatusCode::from_u16(source.device_status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             Error::Blocked { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::FORBIDDEN)
             }

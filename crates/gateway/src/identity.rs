@@ -93,11 +93,7 @@ mod tests {
     use super::*;
 
     fn req(method: &str, uri: &str) -> Request<()> {
-        Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(())
-            .unwrap()
+        Request::builder().method(method).uri(uri).body(()).unwrap()
     }
 
     #[test]
@@ -118,7 +114,10 @@ mod tests {
         .unwrap() else {
             panic!("device expected")
         };
-        assert_eq!((d.user.as_str(), d.device_id.as_str()), ("user1", "B64DEV01"));
+        assert_eq!(
+            (d.user.as_str(), d.device_id.as_str()),
+            ("user1", "B64DEV01")
+        );
         assert_eq!(d.version, Some(ProtocolVersion::V14_1));
     }
 
@@ -140,7 +139,9 @@ mod tests {
             Identified::Options
         );
         assert_eq!(
-            identify(&req("POST", "/owa/?DeviceId=x")).unwrap_err().status(),
+            identify(&req("POST", "/owa/?DeviceId=x"))
+                .unwrap_err()
+                .status(),
             http::StatusCode::NOT_FOUND
         );
     }

@@ -222,9 +222,9 @@ async fn serve(
     )
     .await?;
     let remembered = match poll {
-        LongPoll::Unknown if command == Command::Ping => key
-            .as_ref()
-            .and_then(|(u, d)| gw.heartbeats.recall(u, d)),
+        LongPoll::Unknown if command == Command::Ping => {
+            key.as_ref().and_then(|(u, d)| gw.heartbeats.recall(u, d))
+        }
         _ => None,
     };
     let response_timeout = timeout::response_timeout(&rt.timeouts, poll, remembered);
@@ -287,7 +287,8 @@ async fn serve(
 fn decide_access(gw: &Gateway, id: &DeviceIdentity, ex: &mut Option<Exchange>) -> Decision {
     let d = gw.access.check(&id.request_info());
     if d.would_block {
-        gw.metrics.access_decision("REPORT", d.rule.effective().name());
+        gw.metrics
+            .access_decision("REPORT", d.rule.effective().name());
         tracing::warn!(
             user = %crate::access::clip(&id.user),
             device_id = %id.device_id,
@@ -314,7 +315,11 @@ fn decide_access(gw: &Gateway, id: &DeviceIdentity, ex: &mut Option<Exchange>) -
     d
 }
 
-fn log_request_line(ex: &mut Option<Exchange>, id: &DeviceIdentity, svc: Option<&Arc<ServiceModel>>) {
+fn log_request_line(
+    ex: &mut Option<Exchange>,
+    id: &DeviceIdentity,
+    svc: Option<&Arc<ServiceModel>>,
+) {
     if let Some(ex) = ex.as_mut() {
         if let Some(svc) = svc {
             ex.service = Some(svc.clone());
@@ -451,7 +456,17 @@ async fn forward_stage(
     drop(reuse);
     let server = gw.health.get(&target.addr);
     tracing::info!(server = %from, target_server = %target.addr, "451 redirect followed");
-    match send_to(gw, rt, conn, &server, replay.request(&target, tls), rto, pin).await {
+    match send_to(
+        gw,
+        rt,
+        conn,
+        &server,
+        replay.request(&target, tls),
+        rto,
+        pin,
+    )
+    .await
+    {
         Ok(ok) => {
             gw.metrics.redirect("followed");
             Ok(ok)

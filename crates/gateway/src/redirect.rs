@@ -63,7 +63,10 @@ pub fn parse_location(value: &HeaderValue) -> Option<Target> {
     if authority.as_str().contains('@') {
         return None;
     }
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']');
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
     if host.is_empty() {
         return None;
@@ -231,8 +234,17 @@ mod tests {
 
     #[test]
     fn locations() {
-        let t = parse_location(&hv("https://Mail2.Corp.Example/Microsoft-Server-ActiveSync")).unwrap();
-        assert_eq!(t.addr, ServerAddr { host: "mail2.corp.example".into(), port: 443 });
+        let t = parse_location(&hv(
+            "https://Mail2.Corp.Example/Microsoft-Server-ActiveSync",
+        ))
+        .unwrap();
+        assert_eq!(
+            t.addr,
+            ServerAddr {
+                host: "mail2.corp.example".into(),
+                port: 443
+            }
+        );
         let t = parse_location(&hv("http://127.0.0.1:8080/Microsoft-Server-ActiveSync")).unwrap();
         assert_eq!(t.addr.port, 8080);
         let q: Uri = "/Microsoft-Server-ActiveSync?Cmd=Sync".parse().unwrap();
@@ -253,10 +265,26 @@ mod tests {
     fn allow_list() {
         let svc = ServiceModel {
             name: "default".into(),
-            servers: vec![ServerAddr { host: "exch1".into(), port: 443 }],
+            servers: vec![ServerAddr {
+                host: "exch1".into(),
+                port: 443,
+            }],
         };
-        let allowed = vec!["mail2.corp.example".to_string(), "10.1.2.3:8443".to_string()];
-        let ok = |h: &str, p| is_allowed(&ServerAddr { host: h.into(), port: p }, &svc, &allowed, true);
+        let allowed = vec![
+            "mail2.corp.example".to_string(),
+            "10.1.2.3:8443".to_string(),
+        ];
+        let ok = |h: &str, p| {
+            is_allowed(
+                &ServerAddr {
+                    host: h.into(),
+                    port: p,
+                },
+                &svc,
+                &allowed,
+                true,
+            )
+        };
         assert!(ok("exch1", 443));
         assert!(ok("mail2.corp.example", 443));
         assert!(ok("10.1.2.3", 8443));
@@ -268,7 +296,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn memory_has_ttl_and_bound() {
         let r = Redirects::default();
-        let t = Target { addr: ServerAddr { host: "a".into(), port: 1 }, path: "/Microsoft-Server-ActiveSync".into() };
+        let t = Target {
+            addr: ServerAddr {
+                host: "a".into(),
+                port: 1,
+            },
+            path: "/Microsoft-Server-ActiveSync".into(),
+        };
         r.remember("Alice", t.clone());
         assert_eq!(r.get("alice"), Some(t.clone()));
         tokio::time::advance(TTL + Duration::from_secs(1)).await;

@@ -43,7 +43,10 @@ pub fn filter_response_headers(headers: &mut HeaderMap, limit: ProtocolVersion, 
         filter_list(headers, &MS_AS_PROTOCOL_VERSIONS, limit);
     }
     filter_list(headers, &X_MS_RP, limit);
-    if let Some(v) = headers.get(&MS_SERVER_ACTIVESYNC).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(&MS_SERVER_ACTIVESYNC)
+        .and_then(|v| v.to_str().ok())
+    {
         let clamped = clamp_server_version(v, limit);
         if clamped != v
             && let Ok(value) = HeaderValue::from_str(&clamped)
@@ -51,7 +54,10 @@ pub fn filter_response_headers(headers: &mut HeaderMap, limit: ProtocolVersion, 
             headers.insert(MS_SERVER_ACTIVESYNC, value);
         }
     } else if options && headers.contains_key(&MS_AS_PROTOCOL_VERSIONS) {
-        headers.insert(MS_SERVER_ACTIVESYNC, HeaderValue::from_static(limit.as_str()));
+        headers.insert(
+            MS_SERVER_ACTIVESYNC,
+            HeaderValue::from_static(limit.as_str()),
+        );
     }
 }
 
@@ -84,7 +90,10 @@ mod tests {
     #[test]
     fn filters_every_list_and_clamps_the_server_version() {
         let mut h = HeaderMap::new();
-        h.insert(MS_AS_PROTOCOL_VERSIONS, HeaderValue::from_static("2.5,12.0,12.1,14.0,14.1,16.0,16.1"));
+        h.insert(
+            MS_AS_PROTOCOL_VERSIONS,
+            HeaderValue::from_static("2.5,12.0,12.1,14.0,14.1,16.0,16.1"),
+        );
         h.insert(X_MS_RP, HeaderValue::from_static("14.0,14.1,16.0"));
         h.insert(MS_SERVER_ACTIVESYNC, HeaderValue::from_static("16.1"));
         filter_response_headers(&mut h, ProtocolVersion::V14_0, true);
@@ -92,8 +101,14 @@ mod tests {
         assert_eq!(h[&X_MS_RP], "14.0");
         assert_eq!(h[&MS_SERVER_ACTIVESYNC], "14.0");
         let mut h = HeaderMap::new();
-        h.insert(MS_AS_PROTOCOL_VERSIONS, HeaderValue::from_static("2.5,14.1"));
+        h.insert(
+            MS_AS_PROTOCOL_VERSIONS,
+            HeaderValue::from_static("2.5,14.1"),
+        );
         filter_response_headers(&mut h, ProtocolVersion::V14_0, false);
-        assert_eq!(h[&MS_AS_PROTOCOL_VERSIONS], "2.5,14.1", "only OPTIONS answers");
+        assert_eq!(
+            h[&MS_AS_PROTOCOL_VERSIONS], "2.5,14.1",
+            "only OPTIONS answers"
+        );
     }
 }

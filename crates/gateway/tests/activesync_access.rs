@@ -79,7 +79,11 @@ async fn unregistered_devices_are_allowed_by_default_and_blocked_when_auto_block
     device_access(&mut rt, "unregistered = \"block\"");
     let gw = start(rt).await;
     assert_eq!(sync(&gw, "alice", "Dev1").await, StatusCode::FORBIDDEN);
-    assert_eq!(seen_from(&b, "Dev1"), 0, "blocked device reached the server");
+    assert_eq!(
+        seen_from(&b, "Dev1"),
+        0,
+        "blocked device reached the server"
+    );
     let a = gw.gw.access.association("alice", "Dev1").unwrap();
     assert_eq!(
         (a.rule.as_str(), a.last_status),
@@ -99,13 +103,20 @@ async fn unregistered_devices_are_allowed_by_default_and_blocked_when_auto_block
 async fn the_device_beyond_the_per_mailbox_limit_is_blocked_existing_ones_keep_working() {
     let b = ok_backend().await;
     let mut rt = runtime(&[b.server()]);
-    device_access(&mut rt, "max_devices_per_mailbox = 2\nblocked_response = 456");
+    device_access(
+        &mut rt,
+        "max_devices_per_mailbox = 2\nblocked_response = 456",
+    );
     let gw = start(rt).await;
     assert_eq!(sync(&gw, "bob", "PhoneA").await, StatusCode::OK);
     assert_eq!(sync(&gw, "bob", "PhoneB").await, StatusCode::OK);
     assert_eq!(sync(&gw, "bob", "PhoneC").await.as_u16(), 456);
     assert_eq!(sync(&gw, "BOB", "phonea").await, StatusCode::OK);
-    assert_eq!(sync(&gw, "carol", "PhoneC").await, StatusCode::OK, "per user");
+    assert_eq!(
+        sync(&gw, "carol", "PhoneC").await,
+        StatusCode::OK,
+        "per user"
+    );
     assert_eq!(seen_from(&b, "PhoneC"), 1, "only carol's");
     let explain = gw.gw.access.explain_json("bob", "PhoneC").unwrap();
     assert_eq!(explain["rule"], "per_mailbox_limit");
@@ -173,7 +184,9 @@ async fn after_a_restart_the_persisted_list_is_enforced() {
     let rt = runtime(&[b.server()]);
     let policy = rt.source.device_access.validate().unwrap();
     {
-        let access = DeviceAccess::load(policy.clone(), path.clone()).await.unwrap();
+        let access = DeviceAccess::load(policy.clone(), path.clone())
+            .await
+            .unwrap();
         let gw = start_gw(Gateway::with_access(rt.clone(), access.clone())).await;
         assert_eq!(sync(&gw, "frank", "Lost1").await, StatusCode::OK);
         access
@@ -186,10 +199,17 @@ async fn after_a_restart_the_persisted_list_is_enforced() {
     }
     let before = seen_from(&b, "Lost1");
     let access: Arc<DeviceAccess> = DeviceAccess::load(policy, path).await.unwrap();
-    assert_eq!(access.entry("frank", "lost1").unwrap().state.as_str(), "blocked");
+    assert_eq!(
+        access.entry("frank", "lost1").unwrap().state.as_str(),
+        "blocked"
+    );
     let gw = start_gw(Gateway::with_access(rt, access.clone())).await;
     assert_eq!(sync(&gw, "frank", "Lost1").await, StatusCode::FORBIDDEN);
-    assert_eq!(seen_from(&b, "Lost1"), before, "blocked device reached the server");
+    assert_eq!(
+        seen_from(&b, "Lost1"),
+        before,
+        "blocked device reached the server"
+    );
     let a = access.association("frank", "Lost1").unwrap();
     assert!(a.request_count >= 3, "association persisted: {a:?}");
 }
@@ -211,10 +231,19 @@ async fn a_parked_ping_is_ended_when_the_device_is_blocked_and_the_server_sees_n
     let addr = gw.addr;
     let parked = tokio::spawn(async move {
         let mut d = device(addr, None, false).await;
-        d.send(eas("gw.test", "Ping", "gina", "Phone7", full(ping_body(900))))
-            .await
+        d.send(eas(
+            "gw.test",
+            "Ping",
+            "gina",
+            "Phone7",
+            full(ping_body(900)),
+        ))
+        .await
     });
-    eventually("the Ping parked at the backend", || seen_from(&b, "Phone7") == 1).await;
+    eventually("the Ping parked at the backend", || {
+        seen_from(&b, "Phone7") == 1
+    })
+    .await;
     assert_eq!(gw.gw.metrics.parked_now(), 1);
 
     mgmt.set_state("gina", "phone7", "blocked").await;
@@ -224,7 +253,11 @@ async fn a_parked_ping_is_ended_when_the_device_is_blocked_and_the_server_sees_n
         .unwrap();
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(sync(&gw, "gina", "Phone7").await, StatusCode::FORBIDDEN);
-    assert_eq!(seen_from(&b, "Phone7"), 1, "nothing more reached the server");
+    assert_eq!(
+        seen_from(&b, "Phone7"),
+        1,
+        "nothing more reached the server"
+    );
     eventually("parked gauge back to 0", || gw.gw.metrics.parked_now() == 0).await;
 }
 
@@ -241,7 +274,13 @@ async fn manual_block_and_unblock_through_the_management_api() {
     let body = r#"{"devices":[{"user":"hank","device_id":"Tab1","state":"blocked","reasons":["manual"]}]}"#;
     for token in [None, Some("wrong")] {
         let (st, _) = mgmt
-            .call_with("PATCH", "/v1/devices", token, Some("application/json"), body)
+            .call_with(
+                "PATCH",
+                "/v1/devices",
+                token,
+                Some("application/json"),
+                body,
+            )
             .await;
         assert_eq!(st, StatusCode::UNAUTHORIZED);
     }
@@ -252,7 +291,11 @@ async fn manual_block_and_unblock_through_the_management_api() {
     assert_eq!(v["result"]["added"], 1);
     let n = seen_from(&b, "Tab1");
     assert_eq!(sync(&gw, "hank", "TAB1").await, StatusCode::FORBIDDEN);
-    assert_eq!(seen_from(&b, "Tab1"), n, "blocked device reached the server");
+    assert_eq!(
+        seen_from(&b, "Tab1"),
+        n,
+        "blocked device reached the server"
+    );
 
     let (st, v) = mgmt
         .call("GET", "/v1/explain?user=hank&device_id=tab1", "")
@@ -270,9 +313,16 @@ async fn manual_block_and_unblock_through_the_management_api() {
     assert_eq!(sync(&gw, "hank", "Tab1").await, StatusCode::OK);
     // PATCH remove: back to unregistered (allowed by default).
     let (st, v) = mgmt
-        .call("PATCH", "/v1/devices", r#"{"remove":[{"user":"hank","device_id":"TAB1"}]}"#)
+        .call(
+            "PATCH",
+            "/v1/devices",
+            r#"{"remove":[{"user":"hank","device_id":"TAB1"}]}"#,
+        )
         .await;
-    assert_eq!((st, v["result"]["removed"].as_u64()), (StatusCode::OK, Some(1)));
+    assert_eq!(
+        (st, v["result"]["removed"].as_u64()),
+        (StatusCode::OK, Some(1))
+    );
 }
 
 #[tokio::test]
@@ -297,7 +347,12 @@ async fn malformed_or_oversized_management_requests_get_4xx_with_a_message_and_c
         let (st, v) = mgmt
             .call_with(method, "/v1/devices", Some(MGMT_TOKEN), ct, body.clone())
             .await;
-        assert_eq!(st.as_u16(), want, "{method} {}: {v}", &body[..body.len().min(80)]);
+        assert_eq!(
+            st.as_u16(),
+            want,
+            "{method} {}: {v}",
+            &body[..body.len().min(80)]
+        );
         assert!(v["error"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
     }
     let (_, v) = mgmt.call("GET", "/v1/devices", "").await;
@@ -306,10 +361,19 @@ async fn malformed_or_oversized_management_requests_get_4xx_with_a_message_and_c
     assert_eq!(devices[0]["device_id"], "Keep1");
     // Field errors name the field.
     let (_, v) = mgmt
-        .call("PATCH", "/v1/devices", r#"{"devices":[{"user":"ivy","device_id":"a b","state":"allowed"}]}"#)
+        .call(
+            "PATCH",
+            "/v1/devices",
+            r#"{"devices":[{"user":"ivy","device_id":"a b","state":"allowed"}]}"#,
+        )
         .await;
     assert_eq!(v["errors"][0]["field"], "devices[0].device_id", "{v}");
-    for q in ["/v1/explain?user=ivy", "/v1/explain?user=ivy&device_id=x&x=1", "/v1/associations?limit=abc", "/v1/associations?limit=100000"] {
+    for q in [
+        "/v1/explain?user=ivy",
+        "/v1/explain?user=ivy&device_id=x&x=1",
+        "/v1/associations?limit=abc",
+        "/v1/associations?limit=100000",
+    ] {
         let (st, v) = mgmt.call("GET", q, "").await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {v}");
     }
@@ -327,13 +391,21 @@ async fn associations_are_reported_with_filter_and_pagination() {
     for (u, d) in [("jo", "A1"), ("jo", "A2"), ("jo", "A3"), ("kim", "B1")] {
         assert_eq!(sync(&gw, u, d).await, StatusCode::OK);
     }
-    let (st, v) = mgmt.call("GET", "/v1/associations?user=JO&limit=2", "").await;
+    let (st, v) = mgmt
+        .call("GET", "/v1/associations?user=JO&limit=2", "")
+        .await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!((v["total"].as_u64(), v["next_offset"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(
+        (v["total"].as_u64(), v["next_offset"].as_u64()),
+        (Some(3), Some(2))
+    );
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), 2);
     let a = &items[0];
-    assert_eq!((a["user"].as_str(), a["device_id"].as_str()), (Some("jo"), Some("A1")));
+    assert_eq!(
+        (a["user"].as_str(), a["device_id"].as_str()),
+        (Some("jo"), Some("A1"))
+    );
     assert_eq!(a["device_type"], "iPhone");
     assert_eq!(a["protocol_version"], "14.1");
     assert_eq!(a["last_command"], "FolderSync");
@@ -341,7 +413,9 @@ async fn associations_are_reported_with_filter_and_pagination() {
     assert_eq!(a["last_server"], b.server().to_string());
     assert_eq!(a["access"], "ALLOW");
     assert_eq!(a["request_count"], 1);
-    let (_, v) = mgmt.call("GET", "/v1/associations?user=jo&offset=2&limit=2", "").await;
+    let (_, v) = mgmt
+        .call("GET", "/v1/associations?user=jo&offset=2&limit=2", "")
+        .await;
     assert_eq!(v["items"][0]["device_id"], "A3");
     assert!(v.get("next_offset").is_none());
     let (_, v) = mgmt.call("GET", "/v1/associations?device_id=b1", "").await;
@@ -362,12 +436,20 @@ async fn plain_and_base64_queries_identify_the_same_way() {
     assert_eq!(send(&gw, b64()).await, StatusCode::OK);
     let a = gw.gw.access.association("user1", "b64dev01").unwrap();
     assert_eq!(
-        (a.device_type.as_deref(), a.protocol_version.as_deref(), a.last_command.as_deref()),
+        (
+            a.device_type.as_deref(),
+            a.protocol_version.as_deref(),
+            a.last_command.as_deref()
+        ),
         (Some("curl"), Some("14.1"), Some("FolderSync"))
     );
     assert_eq!(sync(&gw, "USER1", "B64DEV01").await, StatusCode::OK);
     assert_eq!(
-        gw.gw.access.association("user1", "B64DEV01").unwrap().request_count,
+        gw.gw
+            .access
+            .association("user1", "B64DEV01")
+            .unwrap()
+            .request_count,
         2,
         "plain and base64 are one association"
     );
@@ -423,7 +505,13 @@ async fn audit_lines_pair_request_and_response_with_the_decision() {
     let req = lines.iter().find(|l| l["event"] == "request").unwrap();
     let resp = lines.iter().find(|l| l["event"] == "response").unwrap();
     assert_eq!(req["use_case_id"], resp["use_case_id"]);
-    assert_eq!((req["action"].as_str(), req["rule"].as_str()), (Some("BLOCK"), Some("unregistered_blocked")));
-    assert_eq!((resp["action"].as_str(), resp["status"].as_u64()), (Some("BLOCK"), Some(403)));
+    assert_eq!(
+        (req["action"].as_str(), req["rule"].as_str()),
+        (Some("BLOCK"), Some("unregistered_blocked"))
+    );
+    assert_eq!(
+        (resp["action"].as_str(), resp["status"].as_u64()),
+        (Some("BLOCK"), Some(403))
+    );
     assert_eq!(req["device_id"], "Blk1");
 }

@@ -30,14 +30,16 @@ fn query_strategy() -> impl Strategy<Value = String> {
         "[A-Za-z0-9_-]{0,40}",
         "[A-Za-z0-9%+._~!$'()*,;:@/?=-]{0,24}",
     ];
-    let pair = (key, value, any::<bool>())
-        .prop_map(|(k, v, eq)| if eq { format!("{k}={v}") } else { k });
+    let pair =
+        (key, value, any::<bool>()).prop_map(|(k, v, eq)| if eq { format!("{k}={v}") } else { k });
     let plain = prop::collection::vec(pair, 0..7).prop_map(|v| v.join("&"));
     let b64 = prop::collection::vec(any::<u8>(), 0..60)
         .prop_map(|b| base64::engine::general_purpose::STANDARD.encode(b));
     // A valid base64 query head with random tail bytes.
     let b64_head = prop::collection::vec(any::<u8>(), 0..30).prop_map(|tail| {
-        let mut b = vec![141u8, 9, 9, 4, 4, b'D', b'E', b'V', b'1', 0, 4, b'c', b'u', b'r', b'l'];
+        let mut b = vec![
+            141u8, 9, 9, 4, 4, b'D', b'E', b'V', b'1', 0, 4, b'c', b'u', b'r', b'l',
+        ];
         b.extend(tail);
         base64::engine::general_purpose::STANDARD.encode(b)
     });

@@ -39,7 +39,12 @@ fn location(addr: SocketAddr) -> String {
     format!("http://{addr}/Microsoft-Server-ActiveSync")
 }
 
-async fn post(gw: &RunningGateway, user: &str, dev: &str, body: &'static [u8]) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
+async fn post(
+    gw: &RunningGateway,
+    user: &str,
+    dev: &str,
+    body: &'static [u8],
+) -> (StatusCode, http::HeaderMap, bytes::Bytes) {
     let mut d = device(gw.addr, None, false).await;
     d.send(eas("gw.test", "Sync", user, dev, full(body))).await
 }
@@ -73,13 +78,20 @@ async fn an_allowed_451_is_followed_replayed_and_remembered_for_the_user() {
     // Later requests of that user go straight to the target.
     let (st, _, _) = post(&gw, "OLGA", "P2", b"again").await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(origin.count(), 1, "remembered: the origin is not asked again");
+    assert_eq!(
+        origin.count(),
+        1,
+        "remembered: the origin is not asked again"
+    );
     assert_eq!(target.count(), 2);
     // Another user still starts at the service's server.
     post(&gw, "pete", "P3", b"x").await;
     assert_eq!(origin.count(), 2);
     let text = gw.gw.metrics.render();
-    assert!(text.contains("easgate_redirects_total{outcome=\"followed\"} 2"), "{text}");
+    assert!(
+        text.contains("easgate_redirects_total{outcome=\"followed\"} 2"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -144,7 +156,10 @@ async fn a_body_too_large_to_replay_lets_the_451_through() {
     assert_eq!(st.as_u16(), 451);
     assert_eq!(h["x-ms-location"], loc.as_str());
     assert_eq!(target.count(), 0);
-    assert_eq!(origin.seen()[0].body.len(), gateway::redirect::REPLAY_MAX_BYTES + 1);
+    assert_eq!(
+        origin.seen()[0].body.len(),
+        gateway::redirect::REPLAY_MAX_BYTES + 1
+    );
 }
 
 #[tokio::test]

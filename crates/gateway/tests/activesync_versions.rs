@@ -49,7 +49,11 @@ async fn options_answers_are_filtered_for_every_limit_value() {
             .map(|v| v.as_str())
             .collect();
         let expected = expected.join(",");
-        assert_eq!(h["ms-asprotocolversions"], expected.as_str(), "limit {limit}");
+        assert_eq!(
+            h["ms-asprotocolversions"],
+            expected.as_str(),
+            "limit {limit}"
+        );
         assert_eq!(h["x-ms-rp"], expected.as_str(), "limit {limit}");
         assert_eq!(h["ms-server-activesync"], limit.as_str(), "limit {limit}");
         assert_eq!(h["ms-asprotocolcommands"], "Sync,FolderSync,Ping");

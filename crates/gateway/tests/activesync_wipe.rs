@@ -67,7 +67,13 @@ async fn full_wipe_exchange_for_a_14_1_device() {
 
     // 2. Provision: Status 1 + RemoteWipe, nothing else.
     let (st, h, body) = d
-        .send(eas_v("Provision", "mia", "LostPhone", "14.1", full(initial_provision())))
+        .send(eas_v(
+            "Provision",
+            "mia",
+            "LostPhone",
+            "14.1",
+            full(initial_provision()),
+        ))
         .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(h["content-type"], "application/vnd.ms-sync.wbxml");
@@ -77,7 +83,11 @@ async fn full_wipe_exchange_for_a_14_1_device() {
     assert_eq!(tree.find("Status").and_then(Element::text), Some("1"));
     let wipe = tree.find("RemoteWipe").unwrap();
     assert!(wipe.is("Provision", "RemoteWipe"));
-    assert_eq!(wipe.elements().count(), 0, "the directive is an empty element");
+    assert_eq!(
+        wipe.elements().count(),
+        0,
+        "the directive is an empty element"
+    );
     let e = gw.gw.access.entry("mia", "lostphone").unwrap();
     let w = e.wipe.as_ref().expect("wipe record");
     assert_eq!(w.sent_count, 1);
@@ -85,7 +95,13 @@ async fn full_wipe_exchange_for_a_14_1_device() {
 
     // 3. The acknowledgement: Status 1, no directive; entry and association Wiped.
     let (st, _, body) = d
-        .send(eas_v("Provision", "mia", "LostPhone", "14.1", full(provision_ack("1"))))
+        .send(eas_v(
+            "Provision",
+            "mia",
+            "LostPhone",
+            "14.1",
+            full(provision_ack("1")),
+        ))
         .await;
     assert_eq!(st, StatusCode::OK);
     let tree = Element::parse(&body).unwrap();
@@ -133,7 +149,13 @@ async fn a_12_1_device_gets_449_and_a_failed_wipe_is_asked_again() {
     assert!(tree.find("RemoteWipe").is_some());
     // A failure acknowledgement: Status 2 and the directive again; still marked Wipe.
     let (_, _, body) = d
-        .send(eas_v("Provision", "ned", "OldPhone", "12.1", full(provision_ack("2"))))
+        .send(eas_v(
+            "Provision",
+            "ned",
+            "OldPhone",
+            "12.1",
+            full(provision_ack("2")),
+        ))
         .await;
     let tree = Element::parse(&body).unwrap();
     assert_eq!(tree.find("Status").and_then(Element::text), Some("2"));
@@ -143,7 +165,13 @@ async fn a_12_1_device_gets_449_and_a_failed_wipe_is_asked_again() {
     assert_eq!(e.wipe.unwrap().last_failure_status, Some(2));
     // A Ping (no WBXML status before 14.0) is 449 too.
     let (st, _, _) = d
-        .send(eas_v("Ping", "ned", "OldPhone", "12.1", full(ping_body(60))))
+        .send(eas_v(
+            "Ping",
+            "ned",
+            "OldPhone",
+            "12.1",
+            full(ping_body(60)),
+        ))
         .await;
     assert_eq!(st.as_u16(), 449);
     assert_eq!(b.count(), 0);

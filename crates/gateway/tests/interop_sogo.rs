@@ -369,7 +369,9 @@ async fn foldersync_sync_and_ping_through_the_gateway() {
 
 /// A TCP relay in front of the peer that counts the bytes the gateway sends it, so a test can
 /// prove that nothing of a blocked device's request reached the server.
-async fn counting_relay(peer: SocketAddr) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+async fn counting_relay(
+    peer: SocketAddr,
+) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     use std::sync::atomic::{AtomicU64, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -378,10 +380,14 @@ async fn counting_relay(peer: SocketAddr) -> (SocketAddr, std::sync::Arc<std::sy
     let counter = up.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((client, _)) = listener.accept().await else { return };
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
             let counter = counter.clone();
             tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(peer).await else { return };
+                let Ok(server) = tokio::net::TcpStream::connect(peer).await else {
+                    return;
+                };
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
                 let upstream = async move {
@@ -425,7 +431,14 @@ async fn block_and_unblock_a_device_in_front_of_sogo() {
     let gw = start(rt).await;
     let mgmt = start_management(gw.gw.clone(), cert).await;
     let dev = format!("IOPB{}", std::process::id());
-    let folder_sync = || post("mail.example.com", "FolderSync", &dev, Some(&folder_sync_xml()));
+    let folder_sync = || {
+        post(
+            "mail.example.com",
+            "FolderSync",
+            &dev,
+            Some(&folder_sync_xml()),
+        )
+    };
 
     let (st, _, body) = exchange(gw.addr, Some(&tls), folder_sync()).await;
     assert_eq!(st, StatusCode::OK, "allowed device syncs");

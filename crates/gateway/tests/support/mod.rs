@@ -552,7 +552,10 @@ pub fn management_tls(rt: &mut Runtime) -> CertificateDer<'static> {
 }
 
 pub async fn start_management(gw: Arc<Gateway>, cert: CertificateDer<'static>) -> Mgmt {
-    let cp = gateway::reload::ControlPlane::new(gw, std::env::temp_dir().join("easgate-test-unused.toml"));
+    let cp = gateway::reload::ControlPlane::new(
+        gw,
+        std::env::temp_dir().join("easgate-test-unused.toml"),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = watch::channel(false);
@@ -602,7 +605,12 @@ impl Mgmt {
         (status, v)
     }
 
-    pub async fn call(&self, method: &str, path: &str, body: &str) -> (StatusCode, serde_json::Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
         let ct = (!body.is_empty()).then_some("application/json");
         self.call_with(method, path, Some(MGMT_TOKEN), ct, body.to_owned())
             .await
