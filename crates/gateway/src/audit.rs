@@ -53,6 +53,8 @@ pub struct Exchange {
     pub would_block: bool,
     /// `(user, DeviceId)` once identified: the association gets the final status.
     pub device: Option<(String, String)>,
+    /// What attachment control did to this request (issue 5), when it applied.
+    pub attachments: Option<crate::attachments::AuditNote>,
 }
 
 impl Exchange {
@@ -83,6 +85,7 @@ impl Exchange {
             rule: "-",
             would_block: false,
             device: None,
+            attachments: None,
         }
     }
 
@@ -174,6 +177,7 @@ impl Drop for Exchange {
             bytes_out: self.bytes_out,
             duration_ms: elapsed.as_millis() as u64,
             action: self.action,
+            attachments: self.attachments.as_ref(),
         };
         if let Ok(json) = serde_json::to_string(&line) {
             tracing::info!(target: "easgate::audit", "{json}");
@@ -200,6 +204,8 @@ struct Line<'a> {
     bytes_out: u64,
     duration_ms: u64,
     action: Action,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attachments: Option<&'a crate::attachments::AuditNote>,
 }
 
 /// The user name of a Basic `Authorization` (the password is dropped here).

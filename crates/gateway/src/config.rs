@@ -29,6 +29,10 @@ pub struct Config {
     /// Device access control (`[device_access]`): access list, unregistered devices, remote wipe.
     #[serde(default)]
     pub device_access: crate::access::DeviceAccessConfig,
+    /// Attachment control (`[attachment_control]`, issue 5): remove, encrypt or deliver
+    /// attachments per platform class. See `crate::attachments`.
+    #[serde(default)]
+    pub attachment_control: eas::attachment::AttachmentControlConfig,
 }
 
 /// "Sentry Host / IP" and "Sentry Port" of the form.

@@ -109,6 +109,15 @@ pub enum Error {
     #[error("server {server} redirected to {location}, which is not an allowed host")]
     RedirectRefused { server: String, location: String },
 
+    /// Attachment control (issue 5) refused a body it could not check (too large, unparsable,
+    /// encryption failed), a request it cannot make safe, or a fetch its policy removes.
+    #[error("attachment control: {reason}")]
+    AttachmentPolicy {
+        status: u16,
+        reason: String,
+        blame: Blame,
+    },
+
     /// The device access state (management API, state file).
     #[error(transparent)]
     Access(#[from] crate::access::AccessError),
@@ -168,6 +177,7 @@ impl Error {
                 crate::access::Fault::Host => Blame::Config,
             },
             Error::RedirectRefused { .. } => Blame::Config,
+            Error::AttachmentPolicy { blame, .. } => *blame,
             Error::ActiveSyncDisabled
             | Error::InvalidServerName { .. }
             | Error::InvalidConfig { .. }
@@ -216,6 +226,9 @@ impl Error {
                 StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
             Error::RedirectRefused { .. } => StatusCode::BAD_GATEWAY,
+            Error::AttachmentPolicy { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
             Error::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::InvalidConfig { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::ConfigSave { .. } | Error::Bind { .. } | Error::Signal { .. } => {

@@ -310,7 +310,8 @@ pub struct Reuse {
 }
 
 impl Reuse {
-    fn give_back(self) {
+    /// Returns the connection to its home (a response read to its end by the caller).
+    pub fn give_back(self) {
         match self.home {
             Home::Shared(list) => list.put(self.sender, self.tls),
             Home::Pinned(conn) => conn.pin(self.sender, self.server, self.tls),
@@ -437,6 +438,9 @@ pin_project! {
     pub enum RespBody {
         Local { data: Option<Bytes> },
         Server { #[pin] body: DownBody },
+        /// A server response whose first bytes were already read (attachment control read them
+        /// to decide, then let the body pass): `head` first, then the rest of `body`.
+        Prefixed { head: Option<Bytes>, #[pin] body: DownBody },
     }
 }
 
@@ -457,6 +461,10 @@ impl Body for RespBody {
         match self.project() {
             RespBodyProj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             RespBodyProj::Server { body } => body.poll_frame(cx),
+            RespBodyProj::Prefixed { head, body } => match head.take() {
+                Some(h) => Poll::Ready(Some(Ok(Frame::data(h)))),
+                None => body.poll_frame(cx),
+            },
         }
     }
 
@@ -464,6 +472,7 @@ impl Body for RespBody {
         match self {
             RespBody::Local { data } => data.is_none(),
             RespBody::Server { body } => body.is_end_stream(),
+            RespBody::Prefixed { head, body } => head.is_none() && body.is_end_stream(),
         }
     }
 
@@ -473,6 +482,16 @@ impl Body for RespBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             RespBody::Server { body } => body.size_hint(),
+            RespBody::Prefixed { head, body } => {
+                let h = head.as_ref().map_or(0, |b| b.len() as u64);
+                let inner = body.size_hint();
+                let mut s = SizeHint::new();
+                s.set_lower(inner.lower() + h);
+                if let Some(u) = inner.upper() {
+                    s.set_upper(u + h);
+                }
+                s
+            }
         }
     }
 }

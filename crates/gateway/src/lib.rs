@@ -11,6 +11,7 @@ pub mod state;
 
 // Data plane: the request path and what it keeps between requests.
 pub mod activesync;
+pub mod attachments;
 pub mod audit;
 pub mod connect;
 pub mod forward;

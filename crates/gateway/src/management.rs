@@ -151,6 +151,10 @@ async fn handle(
         }
         ("/v1/status" | "/metrics", _) => method_not_allowed("GET"),
         ("/v1/config", _) => method_not_allowed("GET, PUT"),
+        // Device access list, explain, associations (issue 4).
+        (p, _) if crate::access_api::handles(p) => {
+            crate::access_api::handle(cp.gateway(), req).await
+        }
         _ => json_response(StatusCode::NOT_FOUND, &json!({ "error": "not found" })),
     };
     tracing::info!(target: "easgate::management", peer = %peer_addr, credential, %method, %path, status = resp.status().as_u16(), "management request");

@@ -60,7 +60,22 @@ pub struct Metrics {
     /// Access decisions that were not ALLOW, by action and rule (`BLOCK`/`WIPE`, report-only
     /// `would_block` as `REPORT`).
     access: parking_lot::Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Attachment control (issue 5): attachments by outcome, and rewrite durations.
+    attachments: parking_lot::Mutex<AttachmentMetrics>,
 }
+
+/// Attachment counters by (outcome, place) and the rewrite duration histogram by place.
+#[derive(Default)]
+struct AttachmentMetrics {
+    counts: BTreeMap<(&'static str, &'static str), u64>,
+    rewrites: BTreeMap<&'static str, Histogram>,
+}
+
+/// Upper bounds (seconds) of the attachment rewrite duration histogram.
+const REWRITE_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
@@ -88,7 +103,48 @@ impl Metrics {
             above_limit: parking_lot::Mutex::new(BTreeMap::new()),
             redirects: parking_lot::Mutex::new(BTreeMap::new()),
             access: parking_lot::Mutex::new(BTreeMap::new()),
+            attachments: parking_lot::Mutex::new(AttachmentMetrics::default()),
         }
+    }
+
+    /// One attachment rewrite at `place` (sync, itemoperations, getattachment, compose...):
+    /// attachments removed / encrypted / excluded, and how long the rewrite took.
+    pub fn attachment_rewrite(
+        &self,
+        place: &'static str,
+        removed: u32,
+        encrypted: u32,
+        excluded: u32,
+        took: Duration,
+    ) {
+        let mut m = self.attachments.lock();
+        for (outcome, n) in [
+            ("removed", removed),
+            ("encrypted", encrypted),
+            ("excluded", excluded),
+        ] {
+            if n > 0 {
+                *m.counts.entry((outcome, place)).or_default() += u64::from(n);
+            }
+        }
+        let secs = took.as_secs_f64();
+        let h = m.rewrites.entry(place).or_default();
+        h.count += 1;
+        h.sum += secs;
+        if let Some(i) = REWRITE_BUCKETS.iter().position(|b| secs <= *b) {
+            h.counts[i] += 1;
+        }
+    }
+
+    /// A response or request attachment control refused or passed unchecked (`outcome`:
+    /// blocked, oversize_delivered, oversize_blocked, refused).
+    pub fn attachment_event(&self, outcome: &'static str, place: &'static str) {
+        *self
+            .attachments
+            .lock()
+            .counts
+            .entry((outcome, place))
+            .or_default() += 1;
     }
 
     /// A device request used `version`, above `limit_protocol_version` (it was forwarded).
@@ -307,6 +363,34 @@ impl Metrics {
                 out,
                 "easgate_access_decisions_total{{action=\"{action}\",rule=\"{rule}\"}} {n}"
             );
+        }
+        {
+            let m = self.attachments.lock();
+            out.push_str("# HELP easgate_attachments_total Attachments handled by attachment control, by outcome (removed, encrypted, excluded; blocked / oversize_* / refused count bodies) and place.\n");
+            out.push_str("# TYPE easgate_attachments_total counter\n");
+            for ((outcome, place), n) in &m.counts {
+                let _ = writeln!(
+                    out,
+                    "easgate_attachments_total{{outcome=\"{outcome}\",place=\"{place}\"}} {n}"
+                );
+            }
+            out.push_str("# HELP easgate_attachment_rewrite_seconds Time spent rewriting a body for attachment control (buffering excluded).\n");
+            out.push_str("# TYPE easgate_attachment_rewrite_seconds histogram\n");
+            for (place, h) in &m.rewrites {
+                let mut cum = 0;
+                for (b, c) in REWRITE_BUCKETS.iter().zip(h.counts) {
+                    cum += c;
+                    let _ = writeln!(
+                        out,
+                        "easgate_attachment_rewrite_seconds_bucket{{place=\"{place}\",le=\"{b}\"}} {cum}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "easgate_attachment_rewrite_seconds_bucket{{place=\"{place}\",le=\"+Inf\"}} {}\neasgate_attachment_rewrite_seconds_sum{{place=\"{place}\"}} {}\neasgate_attachment_rewrite_seconds_count{{place=\"{place}\"}} {}",
+                    h.count, h.sum, h.count
+                );
+            }
         }
         let _ = writeln!(
             out,

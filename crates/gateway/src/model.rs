@@ -25,6 +25,8 @@ pub struct Runtime {
     pub limits: RequestLimits,
     /// Absolute data directory.
     pub data_dir: std::path::PathBuf,
+    /// `[attachment_control]` compiled (recipient certificates loaded); `None` when disabled.
+    pub attachments: Option<Arc<eas::attachment::AttachmentControl>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use crate::health::ServerHealth;
 use crate::identity::{self, DeviceIdentity, Identified};
 use crate::model::{Runtime, ServiceModel};
 use crate::state::Gateway;
-use crate::{redirect, route, timeout, versions, wipe};
+use crate::{attachments, redirect, route, timeout, versions, wipe};
 
 /// Largest Ping/Sync body prefix read to find the heartbeat. Ping bodies are a few hundred
 /// bytes; a Sync larger than this carries changes, so the server answers it at once anyway.
@@ -198,6 +198,13 @@ async fn serve(
     }
 
     let (mut parts, body) = req.into_parts();
+    // Attachment control (issue 5): the policy of this request, if one applies.
+    let att = device
+        .as_ref()
+        .and_then(|id| attachments::plan(rt, id, parts.uri.query()));
+    if let Some(p) = &att {
+        attachments::before_forward(gw, p, &mut parts.headers, ex)?;
+    }
     let bytes_in = ex.as_ref().map(|e| e.bytes_in.clone());
     let silence = rt.timeouts.socket_read_write;
     let command = activesync::command(parts.uri.query());
@@ -210,17 +217,25 @@ async fn serve(
     let key = device
         .as_ref()
         .map(|d| (d.user.as_str(), d.device_id.to_ascii_lowercase()));
-    let (body, poll, complete) = read_prefix(
-        gw,
-        key.as_ref().map(|(u, d)| (*u, d.as_str())),
-        command,
-        body,
-        prefix,
-        limit,
-        silence,
-        bytes_in,
-    )
-    .await?;
+    let (body, poll, complete) = match att.as_ref().filter(|p| p.rewrites_request()) {
+        Some(p) => {
+            attachments::compose_request(gw, p, &mut parts, body, limit, silence, bytes_in, ex)
+                .await?
+        }
+        None => {
+            read_prefix(
+                gw,
+                key.as_ref().map(|(u, d)| (*u, d.as_str())),
+                command,
+                body,
+                prefix,
+                limit,
+                silence,
+                bytes_in,
+            )
+            .await?
+        }
+    };
     let remembered = match poll {
         LongPoll::Unknown if command == Command::Ping => {
             key.as_ref().and_then(|(u, d)| gw.heartbeats.recall(u, d))
@@ -279,6 +294,13 @@ async fn serve(
     };
     drop(parked);
 
+    let (resp, reuse) = match att.as_ref().filter(|p| p.rewrites_response()) {
+        Some(p) => match attachments::filter_response(gw, rt, p, resp, reuse, ex).await? {
+            attachments::Filtered::Pass(resp, reuse) => (resp, reuse),
+            attachments::Filtered::Done(resp) => return Ok(resp),
+        },
+        None => (resp, reuse),
+    };
     filter_response(rt, resp, reuse, ex, device.is_none())
 }
 

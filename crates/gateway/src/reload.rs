@@ -148,6 +148,16 @@ impl ControlPlane {
                 "{field} changed: the listener keeps its current address until easgate is restarted"
             );
         }
+        let previous = self.gateway.current();
+        if runtime.source.device_access.state_file != previous.source.device_access.state_file {
+            restart_required.push("device_access.state_file".to_string());
+        }
+        // New requests decide with the new `[device_access]`; parked ones re-check.
+        self.gateway
+            .access
+            .set_policy(crate::access::policy_or_fail_closed(
+                &runtime.source.device_access,
+            ));
         let services = runtime.activesync.services.len();
         self.gateway.runtime.store(Arc::new(runtime));
         self.reloads_ok.fetch_add(1, Ordering::Relaxed);

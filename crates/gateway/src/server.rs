@@ -50,7 +50,9 @@ pub async fn run(config_path: &Path) -> Result<(), Error> {
     let devices = bind(runtime.listen.devices)?;
     let management = bind(runtime.listen.management)?;
 
-    let cp = ControlPlane::new(Gateway::new(runtime), config_path);
+    // The persisted device list: enforced from the first request; unreadable → not started.
+    let access = load_device_access(&runtime).await?;
+    let cp = ControlPlane::new(Gateway::with_access(runtime, access), config_path);
     let hup_cp = cp.clone();
     let hup_task = tokio::spawn(reload_on_hangup(hup_cp, hangups));
     let stop = async move {
@@ -86,6 +88,7 @@ pub async fn serve(
     );
     drop(rt);
 
+    let shutdown_rx_for_flusher = shutdown_rx.clone();
     let device_task = tokio::spawn(crate::serve_devices(
         gateway.clone(),
         devices,
@@ -98,6 +101,11 @@ pub async fn serve(
     ));
     // It idles while `activesync.health_check` is off and follows reloads by itself.
     let health_task = crate::health::spawn_checker(gateway.clone());
+    // Writes the device state file periodically and once more at shutdown.
+    let mut flush_rx = shutdown_rx_for_flusher;
+    let flusher = tokio::spawn(gateway.access.clone().run_flusher(async move {
+        let _ = flush_rx.wait_for(|stop| *stop).await;
+    }));
 
     stop.await;
     let _ = shutdown_tx.send(true);
@@ -113,8 +121,22 @@ pub async fn serve(
     }
     management_task.abort();
     health_task.abort();
+    if tokio::time::timeout(DRAIN_GRACE, flusher).await.is_err() {
+        tracing::warn!("device state not written at shutdown within {DRAIN_GRACE:?}");
+    }
     tracing::info!("easgate gateway stopped");
     Ok(())
+}
+
+/// The device access state from `device_access.state_file` (relative paths: the data dir). A
+/// state file that cannot be read as ours stops the start (fail closed: an empty list would let
+/// blocked and wiped devices in).
+pub async fn load_device_access(
+    runtime: &crate::model::Runtime,
+) -> Result<Arc<crate::access::DeviceAccess>, Error> {
+    let policy = runtime.source.device_access.validate()?;
+    let path = runtime.data_dir.join(&policy.state_file);
+    Ok(crate::access::DeviceAccess::load(policy, path).await?)
 }
 
 async fn reload_on_hangup(cp: Arc<ControlPlane>, mut hangups: tokio::signal::unix::Signal) {

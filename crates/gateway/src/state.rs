@@ -29,6 +29,8 @@ pub struct Gateway {
     pub access: Arc<crate::access::DeviceAccess>,
     /// Where 451 redirects sent each user (`redirect.rs`).
     pub redirects: crate::redirect::Redirects,
+    /// FileReferences of excluded attachments seen per user (`attachments.rs`).
+    pub excluded_refs: crate::attachments::ExcludedRefs,
 }
 
 impl Gateway {
@@ -51,6 +53,7 @@ impl Gateway {
             heartbeats: Default::default(),
             access,
             redirects: Default::default(),
+            excluded_refs: Default::default(),
         })
     }
 

@@ -420,6 +420,32 @@ pub fn validate(
         "bytes",
     );
 
+    // Issue 4: `[device_access]` and the 451 allow-list (their own validators; errors collected
+    // with the others).
+    if let Err(crate::access::AccessError::InvalidConfig { errors }) =
+        config.device_access.validate()
+    {
+        for e in errors {
+            c.err(e.field, e.value, format!("allowed: {}", e.allowed));
+        }
+    }
+    for (field, value, allowed) in
+        crate::redirect::validate_allowed(&config.activesync.redirect_allowed_hosts)
+    {
+        c.err(field, value, format!("allowed: {allowed}"));
+    }
+
+    // Issue 5: `[attachment_control]` (the engine's validator; certificates loaded here).
+    let attachments = match crate::attachments::compile(&config.attachment_control, base_dir) {
+        Ok(a) => a,
+        Err(errors) => {
+            for e in errors {
+                c.err(e.field, String::new(), e.message);
+            }
+            None
+        }
+    };
+
     // TLS configs need the identity and the management roots; build them last.
     let tls_configs = identity.and_then(|(chain, key)| {
         c.server_configs(config, chain, key, client_ca.as_deref(), &provider)
@@ -484,6 +510,7 @@ pub fn validate(
             max_body_bytes: max_body.ok_or_else(missing)?,
         },
         data_dir: data_dir.ok_or_else(missing)?,
+        attachments,
     })
 }
 

@@ -264,7 +264,11 @@ async fn a_parked_ping_is_ended_when_the_device_is_blocked_and_the_server_sees_n
 #[tokio::test]
 async fn manual_block_and_unblock_through_the_management_api() {
     let b = ok_backend().await;
+    let eu = ok_backend().await;
     let mut rt = runtime(&[b.server()]);
+    rt.activesync
+        .services
+        .push(service("mail-eu.example.com", &[eu.server()]));
     let cert = management_tls(&mut rt);
     let gw = start(rt).await;
     let mgmt = start_management(gw.gw.clone(), cert).await;
@@ -296,6 +300,16 @@ async fn manual_block_and_unblock_through_the_management_api() {
         n,
         "blocked device reached the server"
     );
+    // Not through a second service either.
+    assert_eq!(
+        send(
+            &gw,
+            eas("mail-eu.example.com", "Sync", "hank", "Tab1", empty())
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(eu.count(), 0, "second service's server saw nothing");
 
     let (st, v) = mgmt
         .call("GET", "/v1/explain?user=hank&device_id=tab1", "")

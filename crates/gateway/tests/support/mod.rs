@@ -170,6 +170,7 @@ pub fn runtime(servers: &[ServerAddr]) -> Runtime {
             max_body_bytes: 64 * 1024 * 1024,
         },
         data_dir: std::env::temp_dir(),
+        attachments: None,
     }
 }
 
