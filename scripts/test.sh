@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SHARED=${EASGATE_SHARED:-$ROOT/../shared}
-log() { printf '[test] %s\n' "$*" >&2; }
+START=$(date +%s)
+log() { printf '[test +%ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
 
 # 1. System packages (Debian). libwbxml2-utils: the reference codec the WBXML tests compare with.
 if [ "${EASGATE_SKIP_INSTALL:-0}" != 1 ]; then
@@ -44,7 +45,7 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test"
-cargo test --workspace --all-targets --locked
+cargo test --workspace --all-targets --locked --no-fail-fast
 log "doc tests"
 cargo test --workspace --doc --locked
 log "all tests passed"
