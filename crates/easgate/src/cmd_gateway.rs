@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use gateway::error::Error;
 use gateway::model::Runtime;
 use gateway::validate::{self, DevCertMode};
-use tracing_subscriber::filter::{EnvFilter, Targets, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::prelude::*;
 
 /// Audit lines (one per request) go here, as JSON on stdout; everything else is a log on stderr.
@@ -27,6 +27,17 @@ pub struct CheckConfigArgs {
 
 pub fn run_gateway(args: GatewayArgs) -> ExitCode {
     init_tracing();
+    // Audit lines: batched to stdout by one writer thread; finished after the runtime is gone,
+    // so the lines of requests ended by the drain (and by dropping the runtime) are written.
+    let audit = gateway::audit::sink::start_stdout();
+    let code = run(&args);
+    if let Some(writer) = audit {
+        writer.finish();
+    }
+    code
+}
+
+fn run(args: &GatewayArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,7 +48,9 @@ pub fn run_gateway(args: GatewayArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(gateway::server::run(&args.config)) {
+    let result = runtime.block_on(gateway::server::run(&args.config));
+    drop(runtime);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Error::InvalidConfig { errors }) => {
             for e in &errors {
@@ -53,47 +66,18 @@ pub fn run_gateway(args: GatewayArgs) -> ExitCode {
     }
 }
 
-/// Logs: `RUST_LOG` (default `info`) on stderr. Audit: the data plane's JSON lines, verbatim on
-/// stdout and always on, because turning verbose logging down must never turn the audit trail off.
+/// Logs: `RUST_LOG` (default `info`, with rustls at `error`: it warns on every handshake whose
+/// SNI is an IP address) on stderr. Audit: the data plane's JSON lines on stdout, written by
+/// `gateway::audit::sink`'s batching writer (not through `tracing`), always on, because turning
+/// verbose logging down must never turn the audit trail off.
 fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter_fn(|meta| meta.target() != AUDIT_TARGET))
         .with_filter(filter);
-    let audit =
-        AuditLines.with_filter(Targets::new().with_target(AUDIT_TARGET, tracing::Level::INFO));
-    tracing_subscriber::registry().with(logs).with(audit).init();
-}
-
-/// Writes each audit event's message (already one JSON object) as one line on stdout, without
-/// the timestamp/level decoration a log line gets, so the output is plain JSON Lines.
-struct AuditLines;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AuditLines {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        use std::io::Write;
-        let mut message = MessageOnly(String::with_capacity(512));
-        event.record(&mut message);
-        message.0.push('\n');
-        // One write per line on the locked handle: lines from different threads never interleave.
-        let _ = std::io::stdout().lock().write_all(message.0.as_bytes());
-    }
-}
-
-struct MessageOnly(String);
-
-impl tracing::field::Visit for MessageOnly {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        use std::fmt::Write;
-        if field.name() == "message" {
-            let _ = write!(self.0, "{value:?}");
-        }
-    }
+    tracing_subscriber::registry().with(logs).init();
 }
 
 /// Prints every error, one per line, and exits 1; or `config OK` and a summary, exit 0. Never

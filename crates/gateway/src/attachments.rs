@@ -484,7 +484,16 @@ pub async fn filter_response(
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
     if encoded {
-        return unchecked(gw, rt, plan, resp, None, reuse, ex, "content-encoded".into());
+        return unchecked(
+            gw,
+            rt,
+            plan,
+            resp,
+            None,
+            reuse,
+            ex,
+            "content-encoded".into(),
+        );
     }
     let cap = plan.policy.max_body_bytes;
     if resp
@@ -532,28 +541,25 @@ pub async fn filter_response(
     let started = Instant::now();
     let mut parts = parts;
     let result: std::result::Result<(Bytes, Summary), AttachmentError> = match plan.place {
-        Place::GetAttachment => wbxml_rewrite::get_attachment(
-            &whole,
-            &plan.attachment_name,
-            &plan.policy,
-            &excluded,
-        )
-        .and_then(|(outcome, summary)| match outcome {
-            GetAttachmentOutcome::Deliver(b) => Ok((bytes_of(b, &whole), summary)),
-            GetAttachmentOutcome::Encrypted { body, content_type } => {
-                parts
-                    .headers
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-                // The server's name is the plaintext's (e.g. report.pdf); the device knows the
-                // attachment as `<name>.p7m` from the rewritten metadata.
-                parts.headers.remove(header::CONTENT_DISPOSITION);
-                Ok((Bytes::from(body), summary))
-            }
-            GetAttachmentOutcome::Refuse { .. } => Err(AttachmentError::Refused {
-                command: "GetAttachment",
-                reason: "attachments are removed for this device",
-            }),
-        }),
+        Place::GetAttachment => {
+            wbxml_rewrite::get_attachment(&whole, &plan.attachment_name, &plan.policy, &excluded)
+                .and_then(|(outcome, summary)| match outcome {
+                    GetAttachmentOutcome::Deliver(b) => Ok((bytes_of(b, &whole), summary)),
+                    GetAttachmentOutcome::Encrypted { body, content_type } => {
+                        parts
+                            .headers
+                            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                        // The server's name is the plaintext's (e.g. report.pdf); the device knows the
+                        // attachment as `<name>.p7m` from the rewritten metadata.
+                        parts.headers.remove(header::CONTENT_DISPOSITION);
+                        Ok((Bytes::from(body), summary))
+                    }
+                    GetAttachmentOutcome::Refuse { .. } => Err(AttachmentError::Refused {
+                        command: "GetAttachment",
+                        reason: "attachments are removed for this device",
+                    }),
+                })
+        }
         _ => {
             let multipart = parts
                 .headers
@@ -602,7 +608,8 @@ pub async fn filter_response(
             })
         }
         Err(e) if e.applies_on_oversize() && plan.on_oversize == OnOversize::Deliver => {
-            gw.metrics.attachment_event("oversize_delivered", plan.label);
+            gw.metrics
+                .attachment_event("oversize_delivered", plan.label);
             plan.note(ex, "oversize_delivered", &Summary::default());
             tracing::warn!(command = plan.label, error = %e, "attachment control: body delivered unchecked (on_oversize = \"deliver\")");
             Ok(Filtered::Done(local(rt, parts, whole, &server.label, ex)))
@@ -643,7 +650,8 @@ fn unchecked(
             blame: Blame::Server,
         });
     }
-    gw.metrics.attachment_event("oversize_delivered", plan.label);
+    gw.metrics
+        .attachment_event("oversize_delivered", plan.label);
     plan.note(ex, "oversize_delivered", &Summary::default());
     tracing::warn!(command = plan.label, %reason, "attachment control: body delivered unchecked (on_oversize = \"deliver\")");
     let Some(head) = prefix else {
@@ -658,7 +666,13 @@ fn unchecked(
     };
     exchange.status = parts.status.as_u16();
     exchange.server = Some(reuse.server.label.clone());
-    let body = DownBody::new(rest, rt.timeouts.socket_read_write, reuse, exchange, rt.servers);
+    let body = DownBody::new(
+        rest,
+        rt.timeouts.socket_read_write,
+        reuse,
+        exchange,
+        rt.servers,
+    );
     Ok(Filtered::Done(Response::from_parts(
         parts,
         RespBody::Prefixed {
@@ -726,6 +740,9 @@ mod tests {
             .as_deref(),
             Some("mail/INBOX/2/2")
         );
-        assert_eq!(attachment_name("Cmd=Sync&User=u&DeviceId=D&DeviceType=x"), None);
+        assert_eq!(
+            attachment_name("Cmd=Sync&User=u&DeviceId=D&DeviceType=x"),
+            None
+        );
     }
 }

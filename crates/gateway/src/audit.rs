@@ -11,10 +11,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use http::{HeaderValue, Uri};
-use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::state::Gateway;
+
+pub mod sink;
 
 /// The decision of the access stage (`ALLOW` / `BLOCK` / `WIPE`).
 pub use crate::access::Action;
@@ -96,47 +97,52 @@ impl Exchange {
 
     /// Writes the `request` line (after the access decision).
     pub fn log_request(&self, id: &crate::identity::DeviceIdentity) {
-        if !tracing::enabled!(target: "easgate::audit", tracing::Level::INFO) {
+        if !sink::enabled() {
             return;
         }
-        let line = RequestLine {
-            event: "request",
-            time: rfc3339_now(),
-            use_case_id: self.use_case_id(),
-            request_id: format!("{:x}-{}", self.conn_id, self.seq),
-            client: self.client,
-            user: &id.user,
-            device_id: &id.device_id,
-            device_type: &id.device_type,
-            command: &id.command_name,
-            protocol_version: id.version.map(eas::ProtocolVersion::as_str),
-            service: self.service.as_ref().map_or("-", |s| s.name.as_str()),
-            action: self.action,
-            rule: self.rule,
-            would_block: self.would_block,
-        };
-        if let Ok(json) = serde_json::to_string(&line) {
-            tracing::info!(target: "easgate::audit", "{json}");
-        }
+        sink::emit(|b| {
+            b.extend_from_slice(b"{\"event\":\"request\",\"time\":\"");
+            push_time(b);
+            b.extend_from_slice(b"\",\"use_case_id\":\"");
+            self.push_use_case_id(b);
+            b.extend_from_slice(b"\",\"request_id\":\"");
+            self.push_request_id(b);
+            b.extend_from_slice(b"\",\"client\":");
+            push_display(b, &self.client);
+            b.extend_from_slice(b",\"user\":");
+            push_str(b, &id.user);
+            b.extend_from_slice(b",\"device_id\":");
+            push_str(b, &id.device_id);
+            b.extend_from_slice(b",\"device_type\":");
+            push_str(b, &id.device_type);
+            b.extend_from_slice(b",\"command\":");
+            push_str(b, &id.command_name);
+            b.extend_from_slice(b",\"protocol_version\":");
+            push_opt(b, id.version.map(eas::ProtocolVersion::as_str));
+            b.extend_from_slice(b",\"service\":");
+            push_str(b, self.service.as_ref().map_or("-", |s| s.name.as_str()));
+            b.extend_from_slice(b",\"action\":\"");
+            b.extend_from_slice(self.action.as_str().as_bytes());
+            b.extend_from_slice(b"\",\"rule\":");
+            push_str(b, self.rule);
+            b.extend_from_slice(if self.would_block {
+                b",\"would_block\":true}"
+            } else {
+                b",\"would_block\":false}"
+            });
+        });
     }
-}
 
-#[derive(Serialize)]
-struct RequestLine<'a> {
-    event: &'static str,
-    time: String,
-    use_case_id: String,
-    request_id: String,
-    client: IpAddr,
-    user: &'a str,
-    device_id: &'a str,
-    device_type: &'a str,
-    command: &'a str,
-    protocol_version: Option<&'static str>,
-    service: &'a str,
-    action: Action,
-    rule: &'static str,
-    would_block: bool,
+    /// `{boot:x}-{conn_id:x}-{seq}`, as [`Exchange::use_case_id`].
+    fn push_use_case_id(&self, b: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let _ = write!(b, "{:x}-{:x}-{}", boot_id(), self.conn_id, self.seq);
+    }
+
+    fn push_request_id(&self, b: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let _ = write!(b, "{:x}-{}", self.conn_id, self.seq);
+    }
 }
 
 impl Drop for Exchange {
@@ -152,60 +158,120 @@ impl Drop for Exchange {
                 .access
                 .record_response(user, device, self.status, self.server.as_deref());
         }
-        if !tracing::enabled!(target: "easgate::audit", tracing::Level::INFO) {
+        if !sink::enabled() {
             return;
         }
         let facts = crate::activesync::query_facts(self.uri.query());
         let user = facts
             .user
             .or_else(|| self.authorization.as_ref().and_then(basic_user));
-        let line = Line {
-            event: "response",
-            use_case_id: self.use_case_id(),
-            rule: self.rule,
-            time: rfc3339_now(),
-            request_id: format!("{:x}-{}", self.conn_id, self.seq),
-            client: self.client,
-            user: user.as_deref(),
-            device_id: facts.device_id.as_deref(),
-            device_type: facts.device_type.as_deref(),
-            command: facts.command.as_deref().unwrap_or(self.command),
-            service,
-            server,
-            status: self.status,
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out,
-            duration_ms: elapsed.as_millis() as u64,
-            action: self.action,
-            attachments: self.attachments.as_ref(),
-        };
-        if let Ok(json) = serde_json::to_string(&line) {
-            tracing::info!(target: "easgate::audit", "{json}");
-        }
+        let bytes_in = self.bytes_in.load(Ordering::Relaxed);
+        sink::emit(|b| {
+            b.extend_from_slice(b"{\"event\":\"response\",\"use_case_id\":\"");
+            self.push_use_case_id(b);
+            b.extend_from_slice(b"\",\"rule\":");
+            push_str(b, self.rule);
+            b.extend_from_slice(b",\"time\":\"");
+            push_time(b);
+            b.extend_from_slice(b"\",\"request_id\":\"");
+            self.push_request_id(b);
+            b.extend_from_slice(b"\",\"client\":");
+            push_display(b, &self.client);
+            b.extend_from_slice(b",\"user\":");
+            push_opt(b, user.as_deref());
+            b.extend_from_slice(b",\"device_id\":");
+            push_opt(b, facts.device_id.as_deref());
+            b.extend_from_slice(b",\"device_type\":");
+            push_opt(b, facts.device_type.as_deref());
+            b.extend_from_slice(b",\"command\":");
+            push_str(b, facts.command.as_deref().unwrap_or(self.command));
+            b.extend_from_slice(b",\"service\":");
+            push_str(b, service);
+            b.extend_from_slice(b",\"server\":");
+            push_str(b, server);
+            push_num(b, b",\"status\":", u64::from(self.status));
+            push_num(b, b",\"bytes_in\":", bytes_in);
+            push_num(b, b",\"bytes_out\":", self.bytes_out);
+            push_num(b, b",\"duration_ms\":", elapsed.as_millis() as u64);
+            b.extend_from_slice(b",\"action\":\"");
+            b.extend_from_slice(self.action.as_str().as_bytes());
+            b.push(b'"');
+            if let Some(note) = &self.attachments {
+                b.extend_from_slice(b",\"attachments\":");
+                if serde_json::to_writer(&mut *b, note).is_err() {
+                    b.extend_from_slice(b"null");
+                }
+            }
+            b.push(b'}');
+        });
     }
 }
 
-#[derive(Serialize)]
-struct Line<'a> {
-    event: &'static str,
-    use_case_id: String,
-    rule: &'static str,
-    time: String,
-    request_id: String,
-    client: IpAddr,
-    user: Option<&'a str>,
-    device_id: Option<&'a str>,
-    device_type: Option<&'a str>,
-    command: &'a str,
-    service: &'a str,
-    server: &'a str,
-    status: u16,
-    bytes_in: u64,
-    bytes_out: u64,
-    duration_ms: u64,
-    action: Action,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attachments: Option<&'a crate::attachments::AuditNote>,
+/// A JSON string (escaped as serde_json does).
+fn push_str(b: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    b.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &c) in bytes.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0..=0x1f => {
+                b.extend_from_slice(&bytes[start..i]);
+                b.extend_from_slice(b"\\u00");
+                b.push(HEX[usize::from(c >> 4)]);
+                b.push(HEX[usize::from(c & 0xf)]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        b.extend_from_slice(&bytes[start..i]);
+        b.extend_from_slice(esc);
+        start = i + 1;
+    }
+    b.extend_from_slice(&bytes[start..]);
+    b.push(b'"');
+}
+
+fn push_opt(b: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => push_str(b, s),
+        None => b.extend_from_slice(b"null"),
+    }
+}
+
+/// A value whose `Display` needs no JSON escaping (addresses), quoted.
+fn push_display(b: &mut Vec<u8>, v: &impl std::fmt::Display) {
+    use std::io::Write as _;
+    let _ = write!(b, "\"{v}\"");
+}
+
+fn push_num(b: &mut Vec<u8>, key: &[u8], n: u64) {
+    b.extend_from_slice(key);
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    b.extend_from_slice(&digits[i..]);
+}
+
+fn push2(b: &mut Vec<u8>, n: u64) {
+    b.push(b'0' + (n / 10 % 10) as u8);
+    b.push(b'0' + (n % 10) as u8);
 }
 
 /// The user name of a Basic `Authorization` (the password is dropped here).
@@ -222,7 +288,7 @@ fn basic_user(v: &HeaderValue) -> Option<String> {
 }
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-fn rfc3339_now() -> String {
+fn push_time(b: &mut Vec<u8>) {
     let d = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -237,19 +303,52 @@ fn rfc3339_now() -> String {
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(0, 9999) as u64;
+    push2(b, year / 100);
+    push2(b, year);
+    b.push(b'-');
+    push2(b, month as u64);
+    b.push(b'-');
+    push2(b, day as u64);
+    b.push(b'T');
+    push2(b, rem / 3600);
+    b.push(b':');
+    push2(b, rem % 3600 / 60);
+    b.push(b':');
+    push2(b, rem % 60);
+    b.push(b'.');
+    let ms = u64::from(d.subsec_millis());
+    b.push(b'0' + (ms / 100) as u8);
+    push2(b, ms);
+    b.push(b'Z');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_strings_escape_as_serde_json() {
+        for s in [
+            "",
+            "plain",
+            "quote\" back\\slash",
+            "ctl\u{0}\u{1}\u{8}\u{c}\n\r\t\u{1f}\u{7f}",
+            "ünïcödé ✓ 😀",
+            "</script>",
+        ] {
+            let mut b = Vec::new();
+            push_str(&mut b, s);
+            assert_eq!(
+                String::from_utf8(b).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+        let mut b = Vec::new();
+        push_num(&mut b, b"", 0);
+        push_num(&mut b, b",", u64::MAX);
+        assert_eq!(b, format!("0,{}", u64::MAX).into_bytes());
+    }
 
     #[test]
     fn basic_user_only() {
@@ -261,7 +360,9 @@ mod tests {
 
     #[test]
     fn time_format() {
-        let t = rfc3339_now();
+        let mut b = Vec::new();
+        push_time(&mut b);
+        let t = String::from_utf8(b).unwrap();
         assert_eq!(t.len(), 24);
         assert!(t.starts_with("20"));
     }

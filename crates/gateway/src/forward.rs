@@ -55,11 +55,15 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
             }
         }
     }
-    for name in &HOP_BY_HOP {
-        h.remove(name);
+    // One scan of the names; removes (and allocates) only for what is present.
+    let mut found: Vec<HeaderName> = Vec::new();
+    for name in h.keys() {
+        let s = name.as_str();
+        if HOP_BY_HOP.contains(name) || s == "keep-alive" || s.starts_with("proxy-") {
+            found.push(name.clone());
+        }
     }
-    h.remove("keep-alive");
-    while let Some(name) = h.keys().find(|k| k.as_str().starts_with("proxy-")).cloned() {
+    for name in found {
         h.remove(name);
     }
 }
@@ -172,8 +176,9 @@ pub fn is_connection_auth(h: &HeaderMap) -> bool {
 pin_project! {
     /// The device's request body on its way to a server: an optional already-read prefix (the
     /// long-poll bytes read to find the heartbeat), then the rest streamed with the size limit
-    /// and the socket silence timer.
-    pub struct UpBody {
+    /// and the socket silence timer. Kept behind one pointer ([`UpBody`]) so the request
+    /// envelope hyper's client queues per server connection stays small.
+    struct UpInner {
         head: Option<Bytes>,
         rest: Option<Incoming>,
         #[pin]
@@ -183,6 +188,9 @@ pin_project! {
         counter: Option<Arc<AtomicU64>>,
     }
 }
+
+/// The device's request body on its way to a server (see `UpInner`): one pointer wide.
+pub struct UpBody(Pin<Box<UpInner>>);
 
 impl UpBody {
     /// A complete body held in memory.
@@ -208,18 +216,38 @@ impl UpBody {
         if let Some(c) = &counter {
             c.fetch_add(seen, Ordering::Relaxed);
         }
-        Self {
+        Self(Box::pin(UpInner {
             head,
             rest,
             timer: IdleTimer::new(silence),
             limit,
             seen,
             counter,
-        }
+        }))
     }
 }
 
 impl Body for UpBody {
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        self.0.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
+impl Body for UpInner {
     type Data = Bytes;
     type Error = Error;
 

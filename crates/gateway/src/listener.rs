@@ -6,9 +6,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -71,7 +74,17 @@ pub async fn serve_devices(
     }
 }
 
+/// What a device connection's HTTP layer needs from the runtime current at accept time (copied,
+/// so the connection future holds no builder and no runtime).
+#[derive(Clone, Copy)]
+struct HttpSettings {
+    device_request: Duration,
+    max_header_bytes: usize,
+}
+
 /// One device connection: TLS when configured, then HTTP until it closes or shutdown drains it.
+/// HTTP/1.1 runs on hyper's `http1` connection directly (the common case, kept inline); the TLS
+/// handshake and HTTP/2 are boxed so a parked HTTP/1.1 request does not carry their state.
 async fn serve_connection(
     gw: Arc<Gateway>,
     tcp: TcpStream,
@@ -80,28 +93,25 @@ async fn serve_connection(
 ) {
     let rt = gw.current();
     let _ = tcp.set_nodelay(true);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(rt.timeouts.device_request)
-        .preserve_header_case(true)
-        .max_buf_size(rt.limits.max_header_bytes.max(MIN_BUF));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(rt.limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(100);
+    let http = HttpSettings {
+        device_request: rt.timeouts.device_request,
+        max_header_bytes: rt.limits.max_header_bytes,
+    };
     let tls = rt.device_tls.clone();
-    let first_bytes = rt.timeouts.device_request;
     drop(rt);
+    let first_bytes = http.device_request;
     let conn = Arc::new(DeviceConn::new(peer, tls.is_some()));
     let watch = conn.clone();
-    let service = service_fn(move |req| proxy::handle(gw.clone(), conn.clone(), req));
+    // Boxed per request: hyper keeps the service future's slot for the connection's life, so an
+    // idle keep-alive connection holds a pointer instead of the whole request future.
+    let service = service_fn(move |req| Box::pin(proxy::handle(gw.clone(), conn.clone(), req)));
     match tls {
         Some(cfg) => {
-            let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp);
-            let stream = match tokio::time::timeout(first_bytes, accept).await {
+            let accept = Box::pin(tokio::time::timeout(
+                first_bytes,
+                tokio_rustls::TlsAcceptor::from(cfg).accept(tcp),
+            ));
+            let stream = match accept.await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "device TLS handshake failed");
@@ -114,38 +124,67 @@ async fn serve_connection(
             };
             // ALPN decides; no preface sniffing (which would wait without a timeout).
             let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            let builder = if h2 {
-                builder.http2_only()
+            let io = TokioIo::new(stream);
+            if h2 {
+                Box::pin(serve_h2(io, service, stop, watch, http)).await;
             } else {
-                builder.http1_only()
-            };
-            let idle = h2.then_some((watch, first_bytes));
-            drive(
-                builder.serve_connection(TokioIo::new(stream), service),
-                stop,
-                idle,
-            )
-            .await;
+                serve_h1(io, service, stop, http).await;
+            }
         }
         None => {
             let Some(h2) = sniff_h2(&tcp, first_bytes).await else {
                 tracing::debug!(%peer, "device sent no request in time");
                 return;
             };
-            let builder = if h2 {
-                builder.http2_only()
+            let io = TokioIo::new(tcp);
+            if h2 {
+                Box::pin(serve_h2(io, service, stop, watch, http)).await;
             } else {
-                builder.http1_only()
-            };
-            let idle = h2.then_some((watch, first_bytes));
-            drive(
-                builder.serve_connection(TokioIo::new(tcp), service),
-                stop,
-                idle,
-            )
-            .await;
+                serve_h1(io, service, stop, http).await;
+            }
         }
     }
+}
+
+async fn serve_h1<I, S, B>(io: I, service: S, stop: watch::Receiver<bool>, http: HttpSettings)
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(http.device_request)
+        .preserve_header_case(true)
+        .max_buf_size(http.max_header_bytes.max(MIN_BUF))
+        .serve_connection(io, service);
+    drive(conn, stop, None, http1::Connection::graceful_shutdown).await;
+}
+
+async fn serve_h2<I, S, B>(
+    io: I,
+    service: S,
+    stop: watch::Receiver<bool>,
+    watch: Arc<DeviceConn>,
+    http: HttpSettings,
+) where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(http.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(100)
+        .serve_connection(io, service);
+    let idle = Some((watch, http.device_request));
+    drive(conn, stop, idle, http2::Connection::graceful_shutdown).await;
 }
 
 /// Plain connections: HTTP/2 prior knowledge or HTTP/1.1, from the first bytes, within the device
@@ -173,19 +212,14 @@ async fn sniff_h2(tcp: &TcpStream, within: Duration) -> Option<bool> {
 }
 
 /// Runs a connection; on shutdown (or, for HTTP/2, after `idle.1` without requests) asks it to
-/// finish the requests in flight and close.
-async fn drive<I, S, B>(
-    conn: auto::Connection<'_, I, S, TokioExecutor>,
+/// finish the requests in flight (`graceful`) and close.
+async fn drive<C>(
+    conn: C,
     mut stop: watch::Receiver<bool>,
     idle: Option<(Arc<DeviceConn>, Duration)>,
+    graceful: fn(Pin<&mut C>),
 ) where
-    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    C: Future<Output = Result<(), hyper::Error>>,
 {
     let mut conn = std::pin::pin!(conn);
     let idle = async {
@@ -201,8 +235,38 @@ async fn drive<I, S, B>(
             }
             return;
         }
-        _ = stop.wait_for(|s| *s) => conn.as_mut().graceful_shutdown(),
-        _ = idle => conn.as_mut().graceful_shutdown(),
+        _ = stop.wait_for(|s| *s) => graceful(conn.as_mut()),
+        _ = idle => graceful(conn.as_mut()),
     }
     let _ = conn.await;
+}
+
+#[cfg(test)]
+mod tests {
+    /// The request envelope hyper's client queues (32 per channel block, one block per server
+    /// connection) carries the body by value: keep it one pointer.
+    #[test]
+    fn request_body_is_one_pointer() {
+        assert_eq!(
+            std::mem::size_of::<crate::forward::UpBody>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+
+    fn future_size<A, B, C, F>(_: fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    fn future_size4<A, B, C, D, F>(_: fn(A, B, C, D) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// What a device connection holds for its whole life (a parked Ping included).
+    #[test]
+    fn connection_future_sizes() {
+        let handle = future_size(crate::proxy::handle);
+        let conn = future_size4(super::serve_connection);
+        eprintln!("proxy::handle future {handle} B, serve_connection future {conn} B");
+        assert!(conn < 4096, "serve_connection future is {conn} B");
+    }
 }

@@ -73,8 +73,8 @@ struct AttachmentMetrics {
 
 /// Upper bounds (seconds) of the attachment rewrite duration histogram.
 const REWRITE_BUCKETS: [f64; 16] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0,
 ];
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
@@ -356,6 +356,13 @@ impl Metrics {
         for (outcome, n) in self.redirects.lock().iter() {
             let _ = writeln!(out, "easgate_redirects_total{{outcome=\"{outcome}\"}} {n}");
         }
+        out.push_str("# HELP easgate_audit_lines_dropped_total Audit lines dropped because the audit output lagged or failed.\n");
+        out.push_str("# TYPE easgate_audit_lines_dropped_total counter\n");
+        let _ = writeln!(
+            out,
+            "easgate_audit_lines_dropped_total {}",
+            crate::audit::sink::dropped()
+        );
         out.push_str("# HELP easgate_access_decisions_total Device requests not simply allowed, by action and rule.\n");
         out.push_str("# TYPE easgate_access_decisions_total counter\n");
         for ((action, rule), n) in self.access.lock().iter() {

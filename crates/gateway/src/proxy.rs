@@ -33,6 +33,9 @@ use crate::{attachments, redirect, route, timeout, versions, wipe};
 /// bytes; a Sync larger than this carries changes, so the server answers it at once anyway.
 const MAX_LONG_POLL_BODY: usize = 16 * 1024;
 
+/// Most body frames read into the prefix; the rest streams.
+const MAX_PREFIX_FRAMES: usize = 4096;
+
 /// Pooled connections tried before opening a new one (each may turn out closed, unsent).
 const MAX_IDLE_TRIES: usize = 4;
 
@@ -180,7 +183,8 @@ async fn serve(
                     return Err(Error::ActiveSyncDisabled);
                 }
                 let silence = rt.timeouts.socket_read_write;
-                return wipe::answer(gw, id, req.into_body(), silence).await;
+                // Rare: boxed so it does not grow every request's future.
+                return Box::pin(wipe::answer(gw, id, req.into_body(), silence)).await;
             }
         }
     }
@@ -209,7 +213,14 @@ async fn serve(
     let silence = rt.timeouts.socket_read_write;
     let command = activesync::command(parts.uri.query());
     let redirecting = rt.activesync.redirect_processing;
-    let prefix = match (command, redirecting) {
+    // A body kept for a 451 replay must be read whole before it is sent: only bodies that
+    // declare a length within the replay limit are (a few KiB for EAS commands); everything
+    // else streams as it arrives.
+    let declared = body.size_hint().upper();
+    let replayable = redirecting
+        && device.is_some()
+        && declared.is_some_and(|n| n <= redirect::REPLAY_MAX_BYTES as u64);
+    let prefix = match (command, replayable) {
         (_, true) => redirect::REPLAY_MAX_BYTES,
         (Command::Ping | Command::Sync, false) => MAX_LONG_POLL_BODY,
         _ => 0,
@@ -264,13 +275,13 @@ async fn serve(
         conn.conn_auth.store(true, Ordering::Relaxed);
     }
     // Kept for a 451 replay: only a body read completely can be sent again.
-    let replay = match (redirecting && device.is_some(), complete) {
-        (true, Some(b)) => Some(Replay {
+    let replay = match (replayable, complete) {
+        (true, Some(b)) => Some(Box::new(Replay {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             headers: parts.headers.clone(),
             body: b,
-        }),
+        })),
         _ => None,
     };
     let req = Request::from_parts(parts, body);
@@ -287,7 +298,7 @@ async fn serve(
             };
             tokio::select! {
                 r = send => r?,
-                d = watch.blocked(gw, id) => return ended_by_access(gw, id, &d, ex),
+                d = Box::pin(watch.blocked(gw, id)) => return ended_by_access(gw, id, &d, ex),
             }
         }
         None => send.await?,
@@ -409,11 +420,12 @@ struct Replay {
 }
 
 impl Replay {
-    fn request(self, target: &redirect::Target, tls: bool) -> Request<UpBody> {
-        let mut r = Request::new(UpBody::full(self.body));
-        *r.method_mut() = self.method;
-        *r.uri_mut() = target.uri(&self.uri);
-        *r.headers_mut() = self.headers;
+    fn request(self: Box<Self>, target: &redirect::Target, tls: bool) -> Request<UpBody> {
+        let this = *self;
+        let mut r = Request::new(UpBody::full(this.body));
+        *r.method_mut() = this.method;
+        *r.uri_mut() = target.uri(&this.uri);
+        *r.headers_mut() = this.headers;
         *r.version_mut() = Version::HTTP_11;
         r.headers_mut()
             .insert(header::HOST, forward::host_header(&target.addr, tls));
@@ -431,7 +443,7 @@ async fn forward_stage(
     conn: &Arc<DeviceConn>,
     svc: &Arc<ServiceModel>,
     req: Request<UpBody>,
-    replay: Option<Replay>,
+    replay: Option<Box<Replay>>,
     user: Option<&str>,
     rto: Duration,
     pin: bool,
@@ -440,7 +452,8 @@ async fn forward_stage(
     let tls = rt.activesync.server_tls.is_some();
     let allowed_hosts = &rt.source.activesync.redirect_allowed_hosts;
     let (resp, reuse) = match user.filter(|_| redirecting) {
-        Some(u) => match to_remembered(gw, rt, conn, svc, req, u, rto, pin).await? {
+        // Redirect paths are rare: boxed so they do not grow every request's future.
+        Some(u) => match Box::pin(to_remembered(gw, rt, conn, svc, req, u, rto, pin)).await? {
             Ok(ok) => ok,
             Err(req) => pick_and_send(gw, rt, conn, svc, req, rto, pin).await?,
         },
@@ -478,17 +491,8 @@ async fn forward_stage(
     drop(reuse);
     let server = gw.health.get(&target.addr);
     tracing::info!(server = %from, target_server = %target.addr, "451 redirect followed");
-    match send_to(
-        gw,
-        rt,
-        conn,
-        &server,
-        replay.request(&target, tls),
-        rto,
-        pin,
-    )
-    .await
-    {
+    let replayed = replay.request(&target, tls);
+    match Box::pin(send_to(gw, rt, conn, &server, replayed, rto, pin)).await {
         Ok(ok) => {
             gw.metrics.redirect("followed");
             Ok(ok)
@@ -624,7 +628,10 @@ async fn read_prefix(
             None,
         ));
     }
-    while !complete && len < prefix {
+    // Bounded by bytes and by frames (empty DATA frames add no bytes).
+    let mut frames = 0usize;
+    while !complete && len < prefix && frames < MAX_PREFIX_FRAMES {
+        frames += 1;
         let frame = match tokio::time::timeout(silence, body.frame()).await {
             Err(_) => {
                 return Err(Error::DeviceBody {

@@ -8,8 +8,9 @@
 //!
 //! - A target outside the allow-list is refused with 502 (logged with the location): the gateway
 //!   is the enforcement point, and passing such a 451 on would tell the device to bypass it.
-//! - Request bodies are buffered up to [`REPLAY_MAX_BYTES`] for the replay; a larger body cannot
-//!   be replayed and the 451 passes through unchanged.
+//! - Request bodies that declare a length of at most [`REPLAY_MAX_BYTES`] are read whole and kept
+//!   for the replay; larger or chunked bodies stream as they arrive, cannot be replayed, and their
+//!   451 passes through unchanged.
 //! - A target is reached like the service's servers: TLS per `activesync.server_tls`, port from
 //!   the location (else 443 / 80 by its scheme), the location's path with the request's query.
 //! - Off: 451 and `X-MS-Location` pass to the device unchanged.

@@ -22,33 +22,48 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(3540);
 /// gets the 3540 s default once).
 const MAX_REMEMBERED: usize = 100_000;
 
-/// `(user, DeviceId)`.
-type DeviceKey = (Box<str>, Box<str>);
-
-/// The last Ping heartbeat per (user, DeviceId). Touched only by Ping requests.
+/// The last Ping heartbeat per (user, DeviceId). Touched only by Ping requests. Keyed user →
+/// DeviceId → seconds, so a lookup borrows the request's strings instead of building a key.
 #[derive(Default)]
 pub struct Heartbeats {
-    map: parking_lot::Mutex<HashMap<DeviceKey, u32>>,
+    map: parking_lot::Mutex<Remembered>,
+}
+
+#[derive(Default)]
+struct Remembered {
+    by_user: HashMap<Box<str>, HashMap<Box<str>, u32>>,
+    /// (user, DeviceId) pairs held.
+    len: usize,
 }
 
 impl Heartbeats {
     pub fn remember(&self, user: &str, device: &str, secs: u32) {
         let mut m = self.map.lock();
-        if m.len() >= MAX_REMEMBERED && !m.contains_key(&(user.into(), device.into())) {
-            m.clear();
+        if let Some(slot) = m
+            .by_user
+            .get_mut(user)
+            .and_then(|devices| devices.get_mut(device))
+        {
+            *slot = secs;
+            return;
         }
-        m.insert((user.into(), device.into()), secs);
+        if m.len >= MAX_REMEMBERED {
+            m.by_user.clear();
+            m.len = 0;
+        }
+        m.by_user
+            .entry(user.into())
+            .or_default()
+            .insert(device.into(), secs);
+        m.len += 1;
     }
 
     pub fn recall(&self, user: &str, device: &str) -> Option<u32> {
-        self.map
-            .lock()
-            .get(&(Box::from(user), Box::from(device)))
-            .copied()
+        self.map.lock().by_user.get(user)?.get(device).copied()
     }
 
     pub fn len(&self) -> usize {
-        self.map.lock().len()
+        self.map.lock().len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -157,5 +172,11 @@ mod tests {
         h.remember("u", "d", 480);
         assert_eq!(h.recall("u", "d"), Some(480));
         assert_eq!(h.recall("u", "e"), None);
+        h.remember("u", "d", 900);
+        h.remember("u", "e", 60);
+        h.remember("v", "d", 30);
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.recall("u", "d"), Some(900));
+        assert_eq!(h.recall("v", "d"), Some(30));
     }
 }

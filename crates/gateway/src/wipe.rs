@@ -26,6 +26,8 @@ use crate::state::Gateway;
 
 /// Largest Provision body read (they are a few hundred bytes; DeviceInformation included).
 const MAX_PROVISION_BODY: usize = 64 * 1024;
+/// Most body frames read for one Provision.
+const MAX_FRAMES: usize = 4096;
 
 /// The gateway's answer to any request of a device marked Wipe.
 pub async fn answer(
@@ -91,7 +93,8 @@ fn wbxml_response(body: Vec<u8>) -> Response<RespBody> {
 /// The whole body, at most `limit` bytes, each frame within `silence`.
 async fn read_bounded(mut body: Incoming, limit: usize, silence: Duration) -> Result<Bytes> {
     let mut out = bytes::BytesMut::new();
-    loop {
+    // Bounded by bytes and by frames (empty DATA frames add no bytes).
+    for _ in 0..MAX_FRAMES {
         let frame = match tokio::time::timeout(silence, body.frame()).await {
             Err(_) => {
                 return Err(Error::DeviceBody {
@@ -115,4 +118,7 @@ async fn read_bounded(mut body: Incoming, limit: usize, silence: Duration) -> Re
             out.extend_from_slice(&data);
         }
     }
+    Err(Error::DeviceBody {
+        reason: format!("more than {MAX_FRAMES} body frames"),
+    })
 }

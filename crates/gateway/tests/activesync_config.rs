@@ -12,8 +12,8 @@ const CONFIG: &str = r#"
 [sentry]
 host = "gw.example.com"
 [listen]
-devices = "127.0.0.1:0"
-management = "127.0.0.1:0"
+devices = "127.0.0.1:18443"
+management = "127.0.0.1:19090"
 [management]
 token_file = "management.token"
 [activesync]

@@ -462,3 +462,277 @@ async fn block_and_unblock_a_device_in_front_of_sogo() {
     assert_eq!(text_at(&decode(&body), &["Status"]), Some("1"));
     assert!(sent_to_sogo.load(Ordering::SeqCst) > before);
 }
+
+// ------------------------------------------------------------------ issue 5: attachment control
+
+mod attachments_support;
+
+/// An ActiveSync POST with a protocol version, extra query parameters and a raw body.
+fn post_raw(
+    host: &str,
+    cmd: &str,
+    dev: &str,
+    version: &str,
+    extra_query: &str,
+    body: TBody,
+) -> Request<TBody> {
+    Request::post(format!(
+        "/Microsoft-Server-ActiveSync?Cmd={cmd}&User={USER}&DeviceId={dev}&DeviceType=iPhone{extra_query}"
+    ))
+    .header("host", host)
+    .header("authorization", BASIC)
+    .header("content-type", "application/vnd.ms-sync.wbxml")
+    .header("ms-asprotocolversion", version)
+    .header("user-agent", "Apple-iPhone9C1/1402.100")
+    .body(body)
+    .unwrap()
+}
+
+/// A gateway with device TLS in front of the peer whose iPhones get `action`.
+async fn attachment_gateway(
+    peer: SocketAddr,
+    keys: &attachments_support::Keys,
+    action: &str,
+) -> (RunningGateway, DeviceTls) {
+    let tls = device_tls();
+    let mut rt = runtime(&[addr_of(peer)]);
+    rt.device_tls = Some(tls.server.clone());
+    rt.timeouts.server_response = Duration::from_secs(20);
+    keys.apply(
+        &mut rt,
+        keys.config("", &format!("[platform.ios_native]\naction = \"{action}\"")),
+    );
+    (start(rt).await, tls)
+}
+
+/// The seeded mail with `report.pdf` on the direct path: (inbox id, ServerId, FileReference).
+async fn report_mail(peer: SocketAddr, dev: &str) -> (String, String, String) {
+    let host = peer.to_string();
+    let (_, inbox, items, _) = sync_device(peer, None, &host, dev).await;
+    let (id, _, refs) = items
+        .iter()
+        .find(|(_, subject, refs)| subject.contains("report") && !refs.is_empty())
+        .unwrap_or_else(|| panic!("the seeded mail with report.pdf is in the INBOX: {items:?}"));
+    (inbox, id.clone(), refs[0].clone())
+}
+
+fn fetch_xml(file_ref: &str) -> String {
+    format!(
+        "{DOCTYPE}<ItemOperations xmlns=\"ItemOperations:\">\n<Fetch>\n<Store>Mailbox</Store>\n\
+         <FileReference xmlns=\"AirSyncBase:\">{file_ref}</FileReference>\n</Fetch>\n</ItemOperations>\n"
+    )
+}
+
+/// ItemOperations Fetch of `file_ref`: (Fetch Status, decoded Data).
+async fn fetch(
+    addr: SocketAddr,
+    tls: Option<&DeviceTls>,
+    host: &str,
+    dev: &str,
+    file_ref: &str,
+) -> (String, Option<Vec<u8>>) {
+    use base64::Engine as _;
+    let (st, _, body) = exchange(
+        addr,
+        tls,
+        post(host, "ItemOperations", dev, Some(&fetch_xml(file_ref))),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "ItemOperations via {host}");
+    let doc = decode(&body);
+    assert_eq!(text_at(&doc, &["Status"]), Some("1"));
+    let status = text_at(&doc, &["Response", "Fetch", "Status"])
+        .unwrap_or("")
+        .to_string();
+    let data = text_at(&doc, &["Response", "Fetch", "Properties", "Data"]).map(|d| {
+        base64::engine::general_purpose::STANDARD
+            .decode(d.trim())
+            .expect("base64 Data")
+    });
+    (status, data)
+}
+
+/// GetAttachment (12.1; SOGo needs the WBXML Content-Type on the empty POST).
+async fn get_attachment(
+    addr: SocketAddr,
+    tls: Option<&DeviceTls>,
+    host: &str,
+    dev: &str,
+    file_ref: &str,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let q = format!("&AttachmentName={}", file_ref.replace('/', "%2F"));
+    let mut r = post_raw(host, "GetAttachment", dev, "12.1", &q, empty());
+    r.headers_mut()
+        .insert("content-length", http::HeaderValue::from_static("0"));
+    exchange(addr, tls, r).await
+}
+
+fn smtp_dir() -> std::path::PathBuf {
+    std::env::var_os("EAS_PEER_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("/tmp/eas-peer"))
+        .join("smtp")
+}
+
+/// Waits (bounded, 30 s) for the SMTP sink to store a mail containing `marker`.
+async fn sent_mail_with(marker: &str) -> String {
+    for _ in 0..300 {
+        if let Ok(dir) = std::fs::read_dir(smtp_dir()) {
+            let mut files: Vec<_> = dir
+                .filter_map(Result::ok)
+                .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+                .collect();
+            files.sort();
+            for (_, path) in files.iter().rev().take(20) {
+                if let Ok(text) = std::fs::read(path) {
+                    let text = String::from_utf8_lossy(&text).into_owned();
+                    if text.contains(marker) {
+                        return text;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no mail with {marker} reached the SMTP sink in {}",
+        smtp_dir().display()
+    );
+}
+
+/// A 14.1 SmartForward of `item` whose own MIME is a short text with `marker` as subject.
+fn smart_forward_xml(inbox: &str, item: &str, marker: &str) -> String {
+    use base64::Engine as _;
+    let mime = format!(
+        "From: user1@example.test\r\nTo: someone@example.test\r\nSubject: {marker}\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsee below\r\n"
+    );
+    let b64 = base64::engine::general_purpose::STANDARD.encode(mime);
+    format!(
+        "{DOCTYPE}<SmartForward xmlns=\"ComposeMail:\">\n<ClientId>{marker}</ClientId>\n<SaveInSentItems/>\n\
+         <Source>\n<FolderId>{inbox}</FolderId>\n<ItemId>{item}</ItemId>\n</Source>\n<MIME>{b64}</MIME>\n</SmartForward>\n"
+    )
+}
+
+/// Issue 5 interop, "remove": through the gateway SOGo's mail with report.pdf syncs without
+/// attachments, ItemOperations and GetAttachment cannot fetch it, and a SmartForward of it
+/// reaches the SMTP sink without it (the same SmartForward on the direct path carries it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_removed_in_front_of_sogo() {
+    let Some(peer) = peer().await else { return };
+    let keys = attachments_support::Keys::new();
+    let (gw, tls) = attachment_gateway(peer, &keys, "remove").await;
+    let stamp = std::process::id();
+    let direct_host = peer.to_string();
+    let (inbox, item, file_ref) = report_mail(peer, &format!("ATRD{stamp}")).await;
+    let (st, _, pdf) =
+        get_attachment(peer, None, &direct_host, &format!("ATRD{stamp}"), &file_ref).await;
+    assert_eq!(st, StatusCode::OK, "direct GetAttachment works");
+    assert!(pdf.starts_with(b"%PDF"), "the direct path fetches the PDF");
+
+    let dev = format!("ATRG{stamp}");
+    let host = "mail.example.com";
+    let (_, g_inbox, g_items, _) = sync_device(gw.addr, Some(&tls), host, &dev).await;
+    assert_eq!(g_inbox, inbox);
+    assert!(
+        g_items.iter().any(|(id, _, _)| *id == item),
+        "the mail itself syncs"
+    );
+    assert!(
+        g_items.iter().all(|(_, _, refs)| refs.is_empty()),
+        "no attachment through the gateway: {g_items:?}"
+    );
+
+    let (status, data) = fetch(gw.addr, Some(&tls), host, &dev, &file_ref).await;
+    assert_eq!(status, "15", "ItemOperations Fetch refused with Status 15");
+    assert!(data.is_none());
+    let (st, _, body) = get_attachment(gw.addr, Some(&tls), host, &dev, &file_ref).await;
+    assert_eq!(
+        st,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "GetAttachment refused"
+    );
+    assert!(body.is_empty());
+
+    // Control: SOGo re-attaches the original's attachments on the direct path...
+    let direct_marker = format!("easgate-direct-fwd-{stamp}");
+    let (st, _, _) = exchange(
+        peer,
+        None,
+        post(
+            &direct_host,
+            "SmartForward",
+            &format!("ATRD{stamp}"),
+            Some(&smart_forward_xml(&inbox, &item, &direct_marker)),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    let direct_mail = sent_mail_with(&direct_marker).await;
+    assert!(
+        direct_mail.contains("report.pdf"),
+        "direct SmartForward carries report.pdf"
+    );
+    // ...and not through the gateway (ReplaceMime).
+    let marker = format!("easgate-gw-fwd-{stamp}");
+    let (st, _, _) = exchange(
+        gw.addr,
+        Some(&tls),
+        post(
+            host,
+            "SmartForward",
+            &dev,
+            Some(&smart_forward_xml(&inbox, &item, &marker)),
+        ),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "SmartForward through the gateway");
+    let mail = sent_mail_with(&marker).await;
+    assert!(
+        !mail.contains("report.pdf") && !mail.contains("application/pdf"),
+        "the forwarded mail lacks the attachment:\n{mail}"
+    );
+    assert!(mail.contains("see below"), "the device's own text is sent");
+}
+
+/// Issue 5 interop, "encrypt": the attachment syncs as report.pdf.p7m, and the bytes fetched
+/// through the gateway (ItemOperations and GetAttachment) decrypt with `openssl cms` to the PDF
+/// the direct path fetches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attachments_encrypted_in_front_of_sogo() {
+    let Some(peer) = peer().await else { return };
+    let keys = attachments_support::Keys::new();
+    let (gw, tls) = attachment_gateway(peer, &keys, "encrypt").await;
+    let stamp = std::process::id();
+    let direct_host = peer.to_string();
+    let d_dev = format!("ATED{stamp}");
+    let (_, _, file_ref) = report_mail(peer, &d_dev).await;
+    let (status, direct_pdf) = fetch(peer, None, &direct_host, &d_dev, &file_ref).await;
+    assert_eq!(status, "1");
+    let direct_pdf = direct_pdf.expect("direct Fetch has Data");
+    assert!(direct_pdf.starts_with(b"%PDF"));
+
+    let dev = format!("ATEG{stamp}");
+    let host = "mail.example.com";
+    let (_, _, g_items, _) = sync_device(gw.addr, Some(&tls), host, &dev).await;
+    assert!(g_items.iter().any(|(_, _, refs)| refs.contains(&file_ref)));
+
+    let (status, data) = fetch(gw.addr, Some(&tls), host, &dev, &file_ref).await;
+    assert_eq!(status, "1");
+    let der = data.expect("encrypted Data");
+    assert_ne!(der, direct_pdf);
+    assert_eq!(
+        keys.decrypt(&der),
+        direct_pdf,
+        "ItemOperations bytes decrypt to the PDF"
+    );
+
+    let (st, hdr, body) = get_attachment(gw.addr, Some(&tls), host, &dev, &file_ref).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(hdr["content-type"], "application/pkcs7-mime");
+    assert_eq!(
+        keys.decrypt(&body),
+        direct_pdf,
+        "GetAttachment bytes decrypt to the PDF"
+    );
+}
