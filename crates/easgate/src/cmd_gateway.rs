@@ -71,8 +71,8 @@ fn run(args: &GatewayArgs) -> ExitCode {
 /// `gateway::audit::sink`'s batching writer (not through `tracing`), always on, because turning
 /// verbose logging down must never turn the audit trail off.
 fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter_fn(|meta| meta.target() != AUDIT_TARGET))

@@ -92,7 +92,9 @@ pub async fn connect(
     tls: Option<&Arc<rustls::ClientConfig>>,
     timeout: Duration,
 ) -> Result<ServerStream> {
-    match tokio::time::timeout(timeout, connect_inner(server, tls)).await {
+    // Boxed: the TLS handshake state (rustls' connection, ~1.2 KB) lives only while connecting,
+    // not in every request future (a parked Ping keeps its future for the whole poll).
+    match tokio::time::timeout(timeout, Box::pin(connect_inner(server, tls))).await {
         Ok(r) => r,
         Err(_) => Err(Error::ConnectTimeout {
             server: server.clone(),

@@ -58,7 +58,10 @@ async fn audit_line_has_the_attachment_summary() {
     .await;
     let k = Keys::new();
     let mut rt = runtime(&[b.server()]);
-    k.apply(&mut rt, k.config("", "[platform.other]\naction = \"deliver\""));
+    k.apply(
+        &mut rt,
+        k.config("", "[platform.other]\naction = \"deliver\""),
+    );
     let gw = start(rt).await;
 
     let mut d = device(gw.addr, None, false).await;
@@ -102,5 +105,8 @@ async fn audit_line_has_the_attachment_summary() {
     assert_eq!(v[0]["status"], 200);
     assert_eq!(v[1]["attachments"]["outcome"], "refused");
     assert_eq!(v[1]["status"], 500);
-    assert!(v[2].get("attachments").is_none(), "deliver: nothing to report");
+    assert!(
+        v[2].get("attachments").is_none(),
+        "deliver: nothing to report"
+    );
 }
