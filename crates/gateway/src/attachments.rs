@@ -464,7 +464,7 @@ pub enum Filtered {
     /// `on_oversize = "deliver"`: the normal streaming path sends it.
     Pass(Response<Incoming>, Reuse),
     /// The answer to send (rewritten, or the unchecked body streamed after its first bytes).
-    Done(Response<RespBody>),
+    Done(Box<Response<RespBody>>),
 }
 
 /// Filters a response the plan applies to (see the module doc).
@@ -592,7 +592,13 @@ pub async fn filter_response(
                 "unchanged"
             };
             plan.note(ex, outcome, &summary);
-            Ok(Filtered::Done(local(rt, parts, out, &server.label, ex)))
+            Ok(Filtered::Done(Box::new(local(
+                rt,
+                parts,
+                out,
+                &server.label,
+                ex,
+            ))))
         }
         Err(AttachmentError::Refused { .. }) if plan.place == Place::GetAttachment => {
             gw.metrics.attachment_event("removed", plan.label);
@@ -612,7 +618,13 @@ pub async fn filter_response(
                 .attachment_event("oversize_delivered", plan.label);
             plan.note(ex, "oversize_delivered", &Summary::default());
             tracing::warn!(command = plan.label, error = %e, "attachment control: body delivered unchecked (on_oversize = \"deliver\")");
-            Ok(Filtered::Done(local(rt, parts, whole, &server.label, ex)))
+            Ok(Filtered::Done(Box::new(local(
+                rt,
+                parts,
+                whole,
+                &server.label,
+                ex,
+            ))))
         }
         Err(e) => {
             gw.metrics.attachment_event("blocked", plan.label);
@@ -673,13 +685,13 @@ fn unchecked(
         exchange,
         rt.servers,
     );
-    Ok(Filtered::Done(Response::from_parts(
+    Ok(Filtered::Done(Box::new(Response::from_parts(
         parts,
         RespBody::Prefixed {
             head: Some(head),
             body,
         },
-    )))
+    ))))
 }
 
 /// Hop-by-hop headers removed and protocol versions held to the limit, as for streamed

@@ -308,7 +308,7 @@ async fn serve(
     let (resp, reuse) = match att.as_ref().filter(|p| p.rewrites_response()) {
         Some(p) => match attachments::filter_response(gw, rt, p, resp, reuse, ex).await? {
             attachments::Filtered::Pass(resp, reuse) => (resp, reuse),
-            attachments::Filtered::Done(resp) => return Ok(resp),
+            attachments::Filtered::Done(resp) => return Ok(*resp),
         },
         None => (resp, reuse),
     };
