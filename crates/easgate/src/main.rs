@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "easgate", version, about = "Exchange ActiveSync security gateway")]
+#[command(
+    name = "easgate",
+    version,
+    about = "Exchange ActiveSync security gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
