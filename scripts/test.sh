@@ -11,10 +11,11 @@ SHARED=${EASGATE_SHARED:-$ROOT/../shared}
 START=$(date +%s)
 log() { printf '[test +%ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
 
-# 1. System packages (Debian). libwbxml2-utils: the reference codec the WBXML tests compare with.
+# 1. System packages (Debian). libwbxml2-utils: the reference codec the WBXML tests compare with;
+#    openssl: the attachment tests decrypt CMS with the real `openssl cms -decrypt`.
 if [ "${EASGATE_SKIP_INSTALL:-0}" != 1 ]; then
   need=()
-  for p in libwbxml2-utils pkg-config ca-certificates curl; do
+  for p in libwbxml2-utils openssl pkg-config ca-certificates curl; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
   done
   if [ ${#need[@]} -gt 0 ]; then
