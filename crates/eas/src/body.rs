@@ -98,6 +98,22 @@ impl<'a> BodyReader<'a> {
             .map_err(|e| wbxml_error(self.command, &e))
     }
 
+    /// The next start tag and whether it has content, skipping text and end tags; `None` at
+    /// the end of the body.
+    pub fn next_start(&mut self) -> Result<Option<(Tag, bool)>, EasError> {
+        while let Some(ev) = self.next()? {
+            if let Event::Start {
+                page,
+                token,
+                has_content,
+            } = ev
+            {
+                return Ok(Some((Tag::new(page, token), has_content)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Open elements, outermost first (the root is `[0]`).
     pub fn path(&self) -> &[Tag] {
         self.reader.open_tags()

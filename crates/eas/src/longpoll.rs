@@ -8,9 +8,7 @@
 
 use std::time::Duration;
 
-use wbxml::Event;
 use wbxml::Limits;
-use wbxml::Tag;
 
 use crate::body::{BodyReader, SMALL_BODY, parse_u32, tags};
 use crate::command::Command;
@@ -51,16 +49,7 @@ pub fn ping_body(body: &[u8]) -> Result<PingBody, EasError> {
     let mut heartbeat = None;
     let mut folders = 0usize;
     if has_content {
-        while let Some(ev) = r.next()? {
-            let Event::Start {
-                page,
-                token,
-                has_content,
-            } = ev
-            else {
-                continue;
-            };
-            let tag = Tag::new(page, token);
+        while let Some((tag, has_content)) = r.next_start()? {
             let depth = r.path().len() + usize::from(!has_content);
             match (depth, tag) {
                 (2, t) if t == tags::PING_HEARTBEAT => {
@@ -111,16 +100,7 @@ pub fn sync_long_poll(body: &[u8]) -> Result<LongPoll, EasError> {
     let (mut r, has_content) = BodyReader::open("Sync", body, &limits, tags::SYNC, "AirSync:Sync")?;
     let mut hold: Option<u64> = None;
     if has_content {
-        while let Some(ev) = r.next()? {
-            let Event::Start {
-                page,
-                token,
-                has_content,
-            } = ev
-            else {
-                continue;
-            };
-            let tag = Tag::new(page, token);
+        while let Some((tag, has_content)) = r.next_start()? {
             if !has_content || r.path().len() != 2 {
                 continue;
             }

@@ -6,7 +6,6 @@
 //! 3. device: `<RemoteWipe><Status>1|2</Status></RemoteWipe>` -> gateway records the outcome,
 //!    answers Status 1 (or Status 2 + `RemoteWipe` again on failure, MS-ASPROV 3.2.5.1.2.2).
 
-use wbxml::Event;
 use wbxml::Tag;
 use wbxml::Writer;
 
@@ -101,16 +100,7 @@ impl ProvisionRequest {
         let mut policy_key: Option<u32> = None;
         let mut policy_status: Option<u8> = None;
         let mut wipe: Option<(RemoteWipe, Option<WipeAck>)> = None;
-        while let Some(ev) = r.next()? {
-            let Event::Start {
-                page,
-                token,
-                has_content,
-            } = ev
-            else {
-                continue;
-            };
-            let tag = Tag::new(page, token);
+        while let Some((tag, has_content)) = r.next_start()? {
             let parent = r
                 .path()
                 .len()

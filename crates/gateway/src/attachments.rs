@@ -49,7 +49,7 @@ use tokio::time::Instant;
 use crate::activesync::LongPoll;
 use crate::audit::Exchange;
 use crate::error::{Blame, Error, Result};
-use crate::forward::{self, DownBody, RespBody, Reuse, UpBody};
+use crate::forward::{self, RespBody, Reuse, UpBody};
 use crate::identity::DeviceIdentity;
 use crate::model::Runtime;
 use crate::state::Gateway;
@@ -671,20 +671,7 @@ fn unchecked(
     };
     let (mut parts, rest) = resp.into_parts();
     filter_headers(rt, &mut parts.headers);
-    let Some(mut exchange) = ex.take() else {
-        return Err(Error::DeviceBody {
-            reason: "request record lost".into(),
-        });
-    };
-    exchange.status = parts.status.as_u16();
-    exchange.server = Some(reuse.server.label.clone());
-    let body = DownBody::new(
-        rest,
-        rt.timeouts.socket_read_write,
-        reuse,
-        exchange,
-        rt.servers,
-    );
+    let body = crate::proxy::stream_down(rt, parts.status, rest, reuse, ex)?;
     Ok(Filtered::Done(Box::new(Response::from_parts(
         parts,
         RespBody::Prefixed {

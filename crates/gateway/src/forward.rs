@@ -308,17 +308,19 @@ impl Body for UpInner {
         let head = self.head.as_ref().map_or(0, |b| b.len() as u64);
         match &self.rest {
             None => SizeHint::with_exact(head),
-            Some(r) => {
-                let h = r.size_hint();
-                let mut s = SizeHint::new();
-                s.set_lower(h.lower() + head);
-                if let Some(u) = h.upper() {
-                    s.set_upper(u + head);
-                }
-                s
-            }
+            Some(r) => with_head(r.size_hint(), head),
         }
     }
+}
+
+/// `inner`'s size hint with `head` more bytes in front of it.
+fn with_head(inner: SizeHint, head: u64) -> SizeHint {
+    let mut s = SizeHint::new();
+    s.set_lower(inner.lower() + head);
+    if let Some(u) = inner.upper() {
+        s.set_upper(u + head);
+    }
+    s
 }
 
 /// Where a server connection goes once its response is complete.
@@ -510,16 +512,10 @@ impl Body for RespBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             RespBody::Server { body } => body.size_hint(),
-            RespBody::Prefixed { head, body } => {
-                let h = head.as_ref().map_or(0, |b| b.len() as u64);
-                let inner = body.size_hint();
-                let mut s = SizeHint::new();
-                s.set_lower(inner.lower() + h);
-                if let Some(u) = inner.upper() {
-                    s.set_upper(u + h);
-                }
-                s
-            }
+            RespBody::Prefixed { head, body } => with_head(
+                body.size_hint(),
+                head.as_ref().map_or(0, |b| b.len() as u64),
+            ),
         }
     }
 }

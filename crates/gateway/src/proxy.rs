@@ -586,21 +586,33 @@ fn filter_response(
     if let Some(limit) = versions::limit(rt) {
         versions::filter_response_headers(&mut parts.headers, limit, options);
     }
+    let body = stream_down(rt, parts.status, body, reuse, ex)?;
+    Ok(Response::from_parts(parts, RespBody::Server { body }))
+}
+
+/// A server response body streamed to the device: it takes over the request's audit record
+/// (noting `status` and the server) and finishes it when the response ends.
+pub(crate) fn stream_down(
+    rt: &Runtime,
+    status: http::StatusCode,
+    body: Incoming,
+    reuse: Reuse,
+    ex: &mut Option<Exchange>,
+) -> Result<DownBody> {
     let Some(mut exchange) = ex.take() else {
         return Err(Error::DeviceBody {
             reason: "request record lost".into(),
         });
     };
-    exchange.status = parts.status.as_u16();
+    exchange.status = status.as_u16();
     exchange.server = Some(reuse.server.label.clone());
-    let body = DownBody::new(
+    Ok(DownBody::new(
         body,
         rt.timeouts.socket_read_write,
         reuse,
         exchange,
         rt.servers,
-    );
-    Ok(Response::from_parts(parts, RespBody::Server { body }))
+    ))
 }
 
 /// Reads at most `prefix` bytes of the body (the long-poll bytes that say the heartbeat, and the
