@@ -31,6 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use crate::h1::client::ServerBody;
+use crate::h1::server::DeviceBody;
 use bytes::{Bytes, BytesMut};
 use eas::attachment::compose::{self, ComposeFix};
 use eas::attachment::wbxml_rewrite::{self, GetAttachmentOutcome};
@@ -42,7 +44,6 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -322,7 +323,11 @@ enum Read {
 }
 
 /// Reads `body` to its end, at most `cap` bytes, each frame within `silence`.
-async fn read_all(body: &mut Incoming, cap: usize, silence: Duration) -> Read {
+async fn read_all<B>(body: &mut B, cap: usize, silence: Duration) -> Read
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let hint = body.size_hint().exact().unwrap_or(0);
     let mut buf = BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0).min(cap));
     while !body.is_end_stream() {
@@ -351,7 +356,7 @@ pub async fn compose_request(
     gw: &Gateway,
     plan: &Plan,
     parts: &mut http::request::Parts,
-    mut body: Incoming,
+    mut body: DeviceBody,
     limit: u64,
     silence: Duration,
     bytes_in: Option<Arc<AtomicU64>>,
@@ -462,7 +467,7 @@ pub async fn compose_request(
 pub enum Filtered {
     /// Not for attachment control (an error status, an empty body) or delivered unchecked by
     /// `on_oversize = "deliver"`: the normal streaming path sends it.
-    Pass(Response<Incoming>, Reuse),
+    Pass(Response<ServerBody>, Reuse),
     /// The answer to send (rewritten, or the unchecked body streamed after its first bytes).
     Done(Box<Response<RespBody>>),
 }
@@ -472,7 +477,7 @@ pub async fn filter_response(
     gw: &Gateway,
     rt: &Runtime,
     plan: &Plan,
-    resp: Response<Incoming>,
+    resp: Response<ServerBody>,
     reuse: Reuse,
     ex: &mut Option<Exchange>,
 ) -> Result<Filtered> {
@@ -509,10 +514,8 @@ pub async fn filter_response(
     let silence = rt.timeouts.socket_read_write;
     let server = reuse.server.clone();
     let whole = match read_all(&mut body, cap, silence).await {
-        Read::All(b) => {
-            reuse.give_back();
-            b
-        }
+        // The connection went home when the body ended.
+        Read::All(b) => b,
         Read::Over(prefix) => {
             let resp = Response::from_parts(parts, body);
             let reason = format!("body above max_body_bytes ({cap})");
@@ -644,7 +647,7 @@ fn unchecked(
     gw: &Gateway,
     rt: &Runtime,
     plan: &Plan,
-    resp: Response<Incoming>,
+    resp: Response<ServerBody>,
     prefix: Option<Bytes>,
     reuse: Reuse,
     ex: &mut Option<Exchange>,

@@ -8,82 +8,21 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::forward::UpBody;
+use crate::h1::client::ServerConn;
+use crate::h1::socket::Socket;
 use crate::model::ServerAddr;
 
 /// A server socket, plain or TLS.
-pub enum ServerStream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl AsyncRead for ServerStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ServerStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ServerStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ServerStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ServerStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ServerStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            ServerStream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
-    }
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            ServerStream::Plain(s) => s.is_write_vectored(),
-            ServerStream::Tls(s) => s.is_write_vectored(),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ServerStream::Tls(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ServerStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ServerStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+pub type ServerStream = crate::h1::socket::ServerSocket;
 
 /// TCP + TLS to `server` within `timeout`. TLS when `tls` is set: SNI and certificate name are the
 /// server's host; a name mismatch is logged with the names the certificate was issued to.
@@ -115,14 +54,14 @@ async fn connect_inner(
         })?;
     let _ = tcp.set_nodelay(true);
     let Some(cfg) = tls else {
-        return Ok(ServerStream::Plain(tcp));
+        return Ok(Socket::Plain(tcp));
     };
     let name = ServerName::try_from(server.host.clone()).map_err(|_| Error::InvalidServerName {
         name: server.host.clone(),
     })?;
     let connector = tokio_rustls::TlsConnector::from(cfg.clone());
     match connector.connect(name, tcp).await {
-        Ok(s) => Ok(ServerStream::Tls(Box::new(s))),
+        Ok(s) => Ok(Socket::Tls(Box::new(s))),
         Err(e) => {
             let reason = describe_tls_error(&e);
             tracing::warn!(server = %server, %reason, "server TLS failed");
@@ -169,33 +108,9 @@ fn bare_name(n: &str) -> &str {
     }
 }
 
-/// HTTP/1.1 on a fresh server connection; the connection task runs until the server or the
-/// last sender closes it.
-pub async fn handshake(
-    server: &ServerAddr,
-    io: ServerStream,
-) -> Result<http1::SendRequest<UpBody>> {
-    let (sender, conn) = http1::Builder::new()
-        .preserve_header_case(true)
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|source| Error::Handshake {
-            server: server.clone(),
-            source,
-        })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "server connection ended");
-        }
-    });
-    Ok(sender)
-}
-
 /// One idle server connection.
 struct Idle {
-    sender: http1::SendRequest<UpBody>,
-    tls: bool,
-    since: Instant,
+    conn: ServerConn,
 }
 
 /// Idle connections of one server. The lock is per server and held only to push or pop.
@@ -208,38 +123,30 @@ pub struct IdleList {
 const MAX_IDLE_PER_SERVER: usize = 256;
 
 impl IdleList {
-    /// The most recently used live connection (LIFO keeps few sockets warm).
-    pub fn take(&self, tls: bool, idle_timeout: Duration) -> Option<http1::SendRequest<UpBody>> {
+    /// The most recently used live connection (LIFO keeps few sockets warm). A connection the
+    /// server closed (or wrote to unasked) while idle is dropped here, before any request is put
+    /// on it.
+    pub fn take(&self, tls: bool, idle_timeout: Duration) -> Option<ServerConn> {
         let now = Instant::now();
-        let mut conns = self.conns.lock();
-        while let Some(idle) = conns.pop() {
-            if idle.tls == tls
-                && !idle.sender.is_closed()
-                && now.duration_since(idle.since) < idle_timeout
+        loop {
+            let idle = self.conns.lock().pop()?;
+            if idle.conn.is_tls() == tls
+                && now.duration_since(idle.conn.since) < idle_timeout
+                && idle.conn.idle_is_clean()
             {
-                return Some(idle.sender);
+                return Some(idle.conn);
             }
         }
-        None
     }
 
     /// Returns a connection after its response completed.
-    pub fn put(&self, sender: http1::SendRequest<UpBody>, tls: bool) {
-        if sender.is_closed() {
-            return;
-        }
+    pub fn put(&self, conn: ServerConn) {
         let mut conns = self.conns.lock();
         if conns.len() >= MAX_IDLE_PER_SERVER {
-            conns.retain(|c| !c.sender.is_closed());
-            if conns.len() >= MAX_IDLE_PER_SERVER {
-                return;
-            }
+            // Full: the oldest goes.
+            conns.remove(0);
         }
-        conns.push(Idle {
-            sender,
-            tls,
-            since: Instant::now(),
-        });
+        conns.push(Idle { conn });
     }
 
     /// Idle connections now (for tests and metrics).

@@ -69,19 +69,35 @@ pub enum Error {
     #[error("server name {name} is not valid for TLS")]
     InvalidServerName { name: String },
 
-    /// The HTTP handshake on a fresh server connection failed.
-    #[error("HTTP handshake with {server} failed: {source}")]
+    /// A server connection could not take the request (closed before any of it was written).
+    /// Nothing was sent.
+    #[error("server connection to {server} closed before the request: {source}")]
     Handshake {
         server: ServerAddr,
-        source: hyper::Error,
+        source: std::io::Error,
     },
 
-    /// The server connection broke after request bytes went out: never resent.
+    /// The server connection broke after request bytes went out, or the server answered
+    /// something that is not HTTP/1.1: never resent.
     #[error("server {server} failed after the request was sent: {source}")]
     Upstream {
         server: ServerAddr,
-        source: hyper::Error,
+        source: std::io::Error,
     },
+
+    /// A device request head or framing the gateway refuses to interpret (smuggling-prone or
+    /// malformed): 400, never forwarded.
+    #[error("malformed request: {reason}")]
+    BadRequest { reason: String },
+
+    /// A request head above `limits.max_header_bytes` (or with too many header lines): 431.
+    #[error("request head larger than {limit} bytes")]
+    HeadTooLarge { limit: usize },
+
+    /// The device started a request but did not finish its head within the device request
+    /// timeout: 408.
+    #[error("request head not complete within the device request timeout")]
+    RequestHeadTimeout,
 
     /// No response headers within the response timeout (long polls: heartbeat + margin).
     #[error("server {server} sent no response within {timeout:?}")]
@@ -171,6 +187,9 @@ impl Error {
             | Error::DeviceBody { .. }
             | Error::Identity { .. }
             | Error::NoUser
+            | Error::BadRequest { .. }
+            | Error::HeadTooLarge { .. }
+            | Error::RequestHeadTimeout
             | Error::Blocked { .. } => Blame::Device,
             Error::Access(e) => match e.fault() {
                 crate::access::Fault::Client => Blame::Device,
@@ -215,7 +234,11 @@ impl Error {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::DeviceBody { .. } | Error::NoUser => StatusCode::BAD_REQUEST,
+            Error::DeviceBody { .. } | Error::NoUser | Error::BadRequest { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Error::RequestHeadTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::Identity { source } => {
                 StatusCode::from_u16(source.device_status()).unwrap_or(StatusCode::BAD_REQUEST)
             }

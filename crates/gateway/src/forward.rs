@@ -14,13 +14,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use pin_project_lite::pin_project;
 
 use crate::audit::Exchange;
 use crate::connect::IdleList;
 use crate::error::Error;
+use crate::h1::client::{ServerBody, ServerConn};
+use crate::h1::server::DeviceBody;
 use crate::health::ServerHealth;
 use crate::model::{IpNet, ServerAddr, ServerPolicy};
 use crate::proxy::DeviceConn;
@@ -180,7 +180,7 @@ pin_project! {
     /// envelope hyper's client queues per server connection stays small.
     struct UpInner {
         head: Option<Bytes>,
-        rest: Option<Incoming>,
+        rest: Option<DeviceBody>,
         #[pin]
         timer: IdleTimer,
         limit: u64,
@@ -207,7 +207,7 @@ impl UpBody {
     /// `head` (already read, counted) followed by the rest of `rest`.
     pub fn new(
         head: Option<Bytes>,
-        rest: Option<Incoming>,
+        rest: Option<DeviceBody>,
         limit: u64,
         silence: std::time::Duration,
         counter: Option<Arc<AtomicU64>>,
@@ -224,6 +224,16 @@ impl UpBody {
             seen,
             counter,
         }))
+    }
+}
+
+impl UpBody {
+    /// The whole body, when it is all in memory (written with the request head in one go).
+    pub fn whole(&self) -> Option<Bytes> {
+        if self.0.rest.is_some() {
+            return None;
+        }
+        Some(self.0.head.clone().unwrap_or_default())
     }
 }
 
@@ -328,25 +338,25 @@ pub enum Home {
     /// The shared per-server pool (Basic / Bearer: each request carries its credentials).
     Shared(Arc<IdleList>),
     /// The device connection that authenticated on it (NTLM / Negotiate); never shared.
-    Pinned(Arc<DeviceConn>),
+    Pinned {
+        conn: Arc<DeviceConn>,
+        server: Arc<ServerHealth>,
+    },
 }
 
-/// A server connection that may serve another request after this response.
-pub struct Reuse {
-    pub sender: SendRequest<UpBody>,
-    pub home: Home,
-    pub tls: bool,
-    pub server: Arc<ServerHealth>,
-}
-
-impl Reuse {
-    /// Returns the connection to its home (a response read to its end by the caller).
-    pub fn give_back(self) {
-        match self.home {
-            Home::Shared(list) => list.put(self.sender, self.tls),
-            Home::Pinned(conn) => conn.pin(self.sender, self.server, self.tls),
+impl Home {
+    /// Returns a connection whose response ended cleanly.
+    pub fn put(self, c: ServerConn) {
+        match self {
+            Home::Shared(list) => list.put(c),
+            Home::Pinned { conn, server } => conn.pin(c, server),
         }
     }
+}
+
+/// The server a response came from (its connection goes home with the response body).
+pub struct Reuse {
+    pub server: Arc<ServerHealth>,
 }
 
 pin_project! {
@@ -354,10 +364,10 @@ pin_project! {
     /// last frame it returns the server connection and finishes the audit record; a failure
     /// mid-body counts against the server's health.
     pub struct DownBody {
-        inner: Incoming,
+        inner: ServerBody,
         #[pin]
         timer: IdleTimer,
-        reuse: Option<Reuse>,
+        done: bool,
         exchange: Option<Exchange>,
         server: Arc<ServerHealth>,
         policy: ServerPolicy,
@@ -367,25 +377,17 @@ pin_project! {
 
 impl DownBody {
     pub fn new(
-        inner: Incoming,
+        inner: ServerBody,
         silence: std::time::Duration,
         reuse: Reuse,
         exchange: Exchange,
         policy: ServerPolicy,
     ) -> Self {
-        // An empty body is never polled by hyper: the connection is free right away.
-        let server = reuse.server.clone();
-        let reuse = if inner.is_end_stream() {
-            reuse.give_back();
-            None
-        } else {
-            Some(reuse)
-        };
         Self {
+            done: inner.is_end_stream(),
             inner,
             timer: IdleTimer::new(silence),
-            server,
-            reuse,
+            server: reuse.server,
             exchange: Some(exchange),
             policy,
             bytes: 0,
@@ -411,11 +413,9 @@ impl Body for DownBody {
                     }
                 }
                 this.timer.touch();
-                // hyper stops polling once `is_end_stream` says so: finish here, not on `None`.
+                // Writers stop polling once `is_end_stream` says so: finish here, not on `None`.
                 if this.inner.is_end_stream() {
-                    if let Some(r) = this.reuse.take() {
-                        r.give_back();
-                    }
+                    *this.done = true;
                     this.exchange.take();
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -426,25 +426,23 @@ impl Body for DownBody {
                     source,
                 };
                 this.server.record_failure(this.policy, &e);
-                this.reuse.take();
+                *this.done = true;
                 this.exchange.take();
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                if let Some(r) = this.reuse.take() {
-                    r.give_back();
-                }
+                *this.done = true;
                 this.exchange.take();
                 Poll::Ready(None)
             }
             Poll::Pending => {
-                if this.reuse.is_some() && this.timer.as_mut().poll_expired(cx) {
+                if !*this.done && this.timer.as_mut().poll_expired(cx) {
                     let e = Error::ResponseTimeout {
                         server: this.server.addr.clone(),
                         timeout: this.timer.timeout(),
                     };
                     this.server.record_failure(this.policy, &e);
-                    this.reuse.take();
+                    *this.done = true;
                     this.exchange.take();
                     return Poll::Ready(Some(Err(e)));
                 }

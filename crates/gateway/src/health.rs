@@ -326,7 +326,6 @@ pub fn spawn_checker(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
 pub async fn check_once(rt: &Runtime, server: &ServerAddr) -> Result<(), crate::error::Error> {
     let t = &rt.timeouts;
     let io = connect::connect(server, rt.activesync.server_tls.as_ref(), t.server_connect).await?;
-    let mut sender = connect::handshake(server, io).await?;
     let req = Request::builder()
         .method(Method::OPTIONS)
         .uri("/Microsoft-Server-ActiveSync")
@@ -339,17 +338,12 @@ pub async fn check_once(rt: &Runtime, server: &ServerAddr) -> Result<(), crate::
         .map_err(|_| crate::error::Error::InvalidServerName {
             name: server.host.clone(),
         })?;
-    match tokio::time::timeout(t.server_response, sender.send_request(req)).await {
-        Ok(Ok(_resp)) => Ok(()),
-        Ok(Err(source)) => Err(crate::error::Error::Upstream {
-            server: server.clone(),
-            source,
-        }),
-        Err(_) => Err(crate::error::Error::ResponseTimeout {
-            server: server.clone(),
-            timeout: t.server_response,
-        }),
-    }
+    // The connection is not pooled: a check must not hand a request a connection it opened.
+    crate::h1::client::ServerConn::new(io)
+        .send(req, t.server_response, t.socket_read_write, server, None)
+        .await
+        .map(drop)
+        .map_err(|(e, _)| e)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod attachments;
 pub mod audit;
 pub mod connect;
 pub mod forward;
+pub mod h1;
 pub mod health;
 pub mod identity;
 pub mod listener;

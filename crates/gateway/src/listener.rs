@@ -9,9 +9,12 @@ use std::time::Duration;
 use std::future::Future;
 use std::pin::Pin;
 
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::h1::server::{DeviceBody, Settings};
+use crate::h1::socket::Socket;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -19,8 +22,7 @@ use tokio::task::JoinSet;
 use crate::proxy::{self, DeviceConn};
 use crate::state::Gateway;
 
-/// hyper refuses smaller read buffers; request heads above the limit get 431.
-const MIN_BUF: usize = 8192;
+use crate::h1;
 
 /// Serves devices on `listener` until `shutdown` becomes true (or its sender is dropped), then
 /// stops accepting, lets open connections finish their in-flight requests for up to
@@ -74,17 +76,10 @@ pub async fn serve_devices(
     }
 }
 
-/// What a device connection's HTTP layer needs from the runtime current at accept time (copied,
-/// so the connection future holds no builder and no runtime).
-#[derive(Clone, Copy)]
-struct HttpSettings {
-    device_request: Duration,
-    max_header_bytes: usize,
-}
-
 /// One device connection: TLS when configured, then HTTP until it closes or shutdown drains it.
-/// HTTP/1.1 runs on hyper's `http1` connection directly (the common case, kept inline); the TLS
-/// handshake and HTTP/2 are boxed so a parked HTTP/1.1 request does not carry their state.
+/// HTTP/1.1 runs on the gateway's own connection driver ([`crate::h1::server`]); the TLS
+/// handshake and HTTP/2 (hyper) are boxed so a parked HTTP/1.1 request does not carry their
+/// state.
 async fn serve_connection(
     gw: Arc<Gateway>,
     tcp: TcpStream,
@@ -93,18 +88,16 @@ async fn serve_connection(
 ) {
     let rt = gw.current();
     let _ = tcp.set_nodelay(true);
-    let http = HttpSettings {
+    let settings = Settings {
         device_request: rt.timeouts.device_request,
-        max_header_bytes: rt.limits.max_header_bytes,
+        silence: rt.timeouts.socket_read_write,
+        max_head: rt.limits.max_header_bytes,
+        max_body: rt.limits.max_body_bytes,
     };
     let tls = rt.device_tls.clone();
     drop(rt);
-    let first_bytes = http.device_request;
+    let first_bytes = settings.device_request;
     let conn = Arc::new(DeviceConn::new(peer, tls.is_some()));
-    let watch = conn.clone();
-    // Boxed per request: hyper keeps the service future's slot for the connection's life, so an
-    // idle keep-alive connection holds a pointer instead of the whole request future.
-    let service = service_fn(move |req| Box::pin(proxy::handle(gw.clone(), conn.clone(), req)));
     match tls {
         Some(cfg) => {
             let accept = Box::pin(tokio::time::timeout(
@@ -123,12 +116,11 @@ async fn serve_connection(
                 }
             };
             // ALPN decides; no preface sniffing (which would wait without a timeout).
-            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-            let io = TokioIo::new(stream);
-            if h2 {
-                Box::pin(serve_h2(io, service, stop, watch, http)).await;
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                Box::pin(serve_h2(gw, conn, TokioIo::new(stream), stop, settings)).await;
             } else {
-                serve_h1(io, service, stop, http).await;
+                let io = Socket::Tls(Box::new(stream));
+                h1::server::serve(gw, conn, io, stop, settings).await;
             }
         }
         None => {
@@ -136,51 +128,35 @@ async fn serve_connection(
                 tracing::debug!(%peer, "device sent no request in time");
                 return;
             };
-            let io = TokioIo::new(tcp);
             if h2 {
-                Box::pin(serve_h2(io, service, stop, watch, http)).await;
+                Box::pin(serve_h2(gw, conn, TokioIo::new(tcp), stop, settings)).await;
             } else {
-                serve_h1(io, service, stop, http).await;
+                h1::server::serve(gw, conn, Socket::Plain(tcp), stop, settings).await;
             }
         }
     }
 }
 
-async fn serve_h1<I, S, B>(io: I, service: S, stop: watch::Receiver<bool>, http: HttpSettings)
-where
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin,
-{
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(http.device_request)
-        .preserve_header_case(true)
-        .max_buf_size(http.max_header_bytes.max(MIN_BUF))
-        .serve_connection(io, service);
-    drive(conn, stop, None, http1::Connection::graceful_shutdown).await;
-}
-
-async fn serve_h2<I, S, B>(
+async fn serve_h2<I>(
+    gw: Arc<Gateway>,
+    conn: Arc<DeviceConn>,
     io: I,
-    service: S,
     stop: watch::Receiver<bool>,
-    watch: Arc<DeviceConn>,
-    http: HttpSettings,
+    http: Settings,
 ) where
-    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
 {
+    let watch = conn.clone();
+    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        Box::pin(proxy::handle(
+            gw.clone(),
+            conn.clone(),
+            req.map(DeviceBody::H2),
+        ))
+    });
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(http.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(http.max_head).unwrap_or(u32::MAX))
         .max_concurrent_streams(100)
         .serve_connection(io, service);
     let idle = Some((watch, http.device_request));

@@ -14,8 +14,6 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 
 use crate::access::{Action, Decision};
 use crate::activesync::{self, Command, LongPoll};
@@ -23,6 +21,8 @@ use crate::audit::Exchange;
 use crate::connect;
 use crate::error::{Blame, Error, Result};
 use crate::forward::{self, DownBody, Home, RespBody, Reuse, UpBody};
+use crate::h1::client::{SendFailure, ServerBody, ServerConn};
+use crate::h1::server::DeviceBody;
 use crate::health::ServerHealth;
 use crate::identity::{self, DeviceIdentity, Identified};
 use crate::model::{Runtime, ServiceModel};
@@ -57,9 +57,8 @@ pub struct DeviceConn {
 }
 
 struct Pinned {
-    sender: SendRequest<UpBody>,
+    conn: ServerConn,
     server: Arc<ServerHealth>,
-    tls: bool,
 }
 
 impl DeviceConn {
@@ -77,15 +76,9 @@ impl DeviceConn {
         }
     }
 
-    /// Keeps `sender` for this device connection only (called when a response completes).
-    pub fn pin(&self, sender: SendRequest<UpBody>, server: Arc<ServerHealth>, tls: bool) {
-        if !sender.is_closed() {
-            *self.pinned.lock() = Some(Pinned {
-                sender,
-                server,
-                tls,
-            });
-        }
+    /// Keeps `conn` for this device connection only (called when a response completes).
+    pub fn pin(&self, conn: ServerConn, server: Arc<ServerHealth>) {
+        *self.pinned.lock() = Some(Pinned { conn, server });
     }
 
     fn take_pinned(&self) -> Option<Pinned> {
@@ -127,7 +120,7 @@ impl Drop for Active<'_> {
 pub async fn handle(
     gw: Arc<Gateway>,
     conn: Arc<DeviceConn>,
-    req: Request<Incoming>,
+    req: Request<DeviceBody>,
 ) -> std::result::Result<Response<RespBody>, Infallible> {
     let rt = gw.current();
     let _active = Active::new(&conn);
@@ -157,7 +150,7 @@ async fn serve(
     gw: &Arc<Gateway>,
     rt: &Runtime,
     conn: &Arc<DeviceConn>,
-    req: Request<Incoming>,
+    req: Request<DeviceBody>,
     ex: &mut Option<Exchange>,
 ) -> Result<Response<RespBody>> {
     // Identify device (404 for non-ActiveSync paths, 400 for a POST naming no device).
@@ -447,7 +440,7 @@ async fn forward_stage(
     user: Option<&str>,
     rto: Duration,
     pin: bool,
-) -> Result<(Response<Incoming>, Reuse)> {
+) -> Result<(Response<ServerBody>, Reuse)> {
     let redirecting = rt.activesync.redirect_processing;
     let tls = rt.activesync.server_tls.is_some();
     let allowed_hosts = &rt.source.activesync.redirect_allowed_hosts;
@@ -519,7 +512,7 @@ async fn to_remembered(
     user: &str,
     rto: Duration,
     pin: bool,
-) -> Result<std::result::Result<(Response<Incoming>, Reuse), Request<UpBody>>> {
+) -> Result<std::result::Result<(Response<ServerBody>, Reuse), Request<UpBody>>> {
     let Some(target) = gw.redirects.get(user) else {
         return Ok(Err(req));
     };
@@ -552,7 +545,7 @@ async fn to_remembered(
 }
 
 /// Only ActiveSync paths, only while ActiveSync is enabled; then the service by host.
-fn route_request<'a>(rt: &'a Runtime, req: &Request<Incoming>) -> Result<&'a Arc<ServiceModel>> {
+fn route_request<'a>(rt: &'a Runtime, req: &Request<DeviceBody>) -> Result<&'a Arc<ServiceModel>> {
     let path = req.uri().path();
     if !route::is_activesync_path(path) {
         let path = path.chars().take(200).collect();
@@ -576,7 +569,7 @@ fn route_request<'a>(rt: &'a Runtime, req: &Request<Incoming>) -> Result<&'a Arc
 /// `limit_protocol_version`; the body streams back.
 fn filter_response(
     rt: &Runtime,
-    resp: Response<Incoming>,
+    resp: Response<ServerBody>,
     reuse: Reuse,
     ex: &mut Option<Exchange>,
     options: bool,
@@ -595,7 +588,7 @@ fn filter_response(
 pub(crate) fn stream_down(
     rt: &Runtime,
     status: http::StatusCode,
-    body: Incoming,
+    body: ServerBody,
     reuse: Reuse,
     ex: &mut Option<Exchange>,
 ) -> Result<DownBody> {
@@ -623,7 +616,7 @@ async fn read_prefix(
     gw: &Gateway,
     device: Option<(&str, &str)>,
     command: Command,
-    mut body: Incoming,
+    mut body: DeviceBody,
     prefix: usize,
     limit: u64,
     silence: Duration,
@@ -712,8 +705,6 @@ fn origin_form(uri: &Uri) -> Uri {
     }
 }
 
-type SendFailure = (Error, Option<Request<UpBody>>);
-
 /// Picks a live server and sends; a connect failure (nothing sent) moves on to the next live
 /// server. A device pinned by NTLM/Negotiate reuses its own server connection.
 async fn pick_and_send(
@@ -724,26 +715,27 @@ async fn pick_and_send(
     mut req: Request<UpBody>,
     rto: Duration,
     pin: bool,
-) -> Result<(Response<Incoming>, Reuse)> {
+) -> Result<(Response<ServerBody>, Reuse)> {
     let tls = rt.activesync.server_tls.is_some();
     if pin
-        && let Some(mut p) = conn.take_pinned()
-        && p.tls == tls
+        && let Some(p) = conn.take_pinned()
+        && p.conn.is_tls() == tls
         && svc.servers.contains(&p.server.addr)
-        && ready(&mut p.sender, rt.timeouts.server_connect).await
+        && p.conn.idle_is_clean()
     {
         req.headers_mut()
             .insert(header::HOST, p.server.host_header(tls));
-        match send_on(p.sender, req, rto, &p.server).await {
-            Ok((resp, sender)) => {
-                let reuse = Reuse {
-                    sender,
-                    home: Home::Pinned(conn.clone()),
-                    tls,
-                    server: p.server,
-                };
-                return Ok((resp, reuse));
-            }
+        let home = Home::Pinned {
+            conn: conn.clone(),
+            server: p.server.clone(),
+        };
+        let silence = rt.timeouts.socket_read_write;
+        match p
+            .conn
+            .send(req, rto, silence, &p.server.addr, Some(home))
+            .await
+        {
+            Ok(resp) => return Ok((resp, Reuse { server: p.server })),
             Err((e, Some(r))) => {
                 tracing::debug!(error = %e, "pinned server connection closed before use");
                 req = r;
@@ -825,36 +817,30 @@ async fn send_to(
     mut req: Request<UpBody>,
     rto: Duration,
     pin: bool,
-) -> std::result::Result<(Response<Incoming>, Reuse), SendFailure> {
+) -> std::result::Result<(Response<ServerBody>, Reuse), SendFailure> {
     let tls_cfg = rt.activesync.server_tls.as_ref();
     let tls = tls_cfg.is_some();
     let idle = gw.pool.idle(&server.addr);
-    let home = |idle: &Arc<connect::IdleList>| {
-        if pin {
-            Home::Pinned(conn.clone())
+    let silence = rt.timeouts.socket_read_write;
+    let home = || {
+        Some(if pin {
+            Home::Pinned {
+                conn: conn.clone(),
+                server: server.clone(),
+            }
         } else {
             Home::Shared(idle.clone())
-        }
+        })
+    };
+    let reuse = || Reuse {
+        server: server.clone(),
     };
     for _ in 0..MAX_IDLE_TRIES {
-        let Some(mut sender) = idle.take(tls, rt.timeouts.server_pool_idle) else {
+        let Some(c) = idle.take(tls, rt.timeouts.server_pool_idle) else {
             break;
         };
-        if !ready(&mut sender, rt.timeouts.server_connect).await {
-            continue;
-        }
-        match send_on(sender, req, rto, server).await {
-            Ok((resp, sender)) => {
-                return Ok((
-                    resp,
-                    Reuse {
-                        sender,
-                        home: home(&idle),
-                        tls,
-                        server: server.clone(),
-                    },
-                ));
-            }
+        match c.send(req, rto, silence, &server.addr, home()).await {
+            Ok(resp) => return Ok((resp, reuse())),
             Err((_, Some(r))) => req = r,
             Err((e, None)) => return Err((e, None)),
         }
@@ -863,89 +849,10 @@ async fn send_to(
         Ok(io) => io,
         Err(e) => return Err((e, Some(req))),
     };
-    let sender = match connect::handshake(&server.addr, io).await {
-        Ok(s) => s,
-        Err(e) => return Err((e, Some(req))),
-    };
-    let (resp, sender) = send_on(sender, req, rto, server).await?;
-    Ok((
-        resp,
-        Reuse {
-            sender,
-            home: home(&idle),
-            tls,
-            server: server.clone(),
-        },
-    ))
-}
-
-/// Waits until a kept connection can take a request (it finishes the previous exchange first);
-/// false when it closed meanwhile.
-async fn ready(sender: &mut SendRequest<UpBody>, within: Duration) -> bool {
-    !sender.is_closed()
-        && matches!(
-            tokio::time::timeout(within, sender.ready()).await,
-            Ok(Ok(()))
-        )
-}
-
-/// Sends on one connection and waits for the response headers within `rto`. The request comes
-/// back only if hyper never started writing it.
-async fn send_on(
-    mut sender: SendRequest<UpBody>,
-    req: Request<UpBody>,
-    rto: Duration,
-    server: &ServerHealth,
-) -> std::result::Result<(Response<Incoming>, SendRequest<UpBody>), SendFailure> {
-    let sent = sender.try_send_request(req);
-    match tokio::time::timeout(rto, sent).await {
-        Ok(Ok(resp)) => Ok((resp, sender)),
-        Ok(Err(mut e)) => {
-            let unsent = e.take_message();
-            let source = e.into_error();
-            match unsent {
-                Some(r) => Err((
-                    Error::Handshake {
-                        server: server.addr.clone(),
-                        source,
-                    },
-                    Some(r),
-                )),
-                None => Err((classify(source, server), None)),
-            }
-        }
-        Err(_) => Err((
-            Error::ResponseTimeout {
-                server: server.addr.clone(),
-                timeout: rto,
-            },
-            None,
-        )),
-    }
-}
-
-/// A send failure caused by the device's body (too large, stalled) is the device's, not the
-/// server's.
-fn classify(source: hyper::Error, server: &ServerHealth) -> Error {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&source);
-    while let Some(c) = cause {
-        if let Some(e) = c.downcast_ref::<Error>() {
-            match e {
-                Error::BodyTooLarge { limit } => return Error::BodyTooLarge { limit: *limit },
-                Error::DeviceBody { reason } => {
-                    return Error::DeviceBody {
-                        reason: reason.clone(),
-                    };
-                }
-                _ => {}
-            }
-        }
-        cause = c.source();
-    }
-    Error::Upstream {
-        server: server.addr.clone(),
-        source,
-    }
+    let resp = ServerConn::new(io)
+        .send(req, rto, silence, &server.addr, home())
+        .await?;
+    Ok((resp, reuse()))
 }
 
 /// The device's answer for an error: its status, `Retry-After` for 503, empty body.

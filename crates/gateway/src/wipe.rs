@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use crate::h1::server::DeviceBody;
 use bytes::Bytes;
 use eas::provision::{ProvisionRequest, ProvisionRequestKind, RemoteWipe, WipeAck, answer_wipe};
 use eas::status::{CommonStatus, ProvisionDemand, provision_demand};
@@ -17,7 +18,6 @@ use eas::{Command, ProtocolVersion};
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
 
 use crate::error::{Error, Result};
 use crate::forward::RespBody;
@@ -33,7 +33,7 @@ const MAX_FRAMES: usize = 4096;
 pub async fn answer(
     gw: &Gateway,
     id: &DeviceIdentity,
-    body: Incoming,
+    body: DeviceBody,
     silence: Duration,
 ) -> Result<Response<RespBody>> {
     if id.command != Some(Command::Provision) {
@@ -91,7 +91,7 @@ fn wbxml_response(body: Vec<u8>) -> Response<RespBody> {
 }
 
 /// The whole body, at most `limit` bytes, each frame within `silence`.
-async fn read_bounded(mut body: Incoming, limit: usize, silence: Duration) -> Result<Bytes> {
+async fn read_bounded(mut body: DeviceBody, limit: usize, silence: Duration) -> Result<Bytes> {
     let mut out = bytes::BytesMut::new();
     // Bounded by bytes and by frames (empty DATA frames add no bytes).
     for _ in 0..MAX_FRAMES {

@@ -164,37 +164,24 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
 
 #[tokio::test]
 async fn bodies_stream_in_both_directions() {
-    // The server answers only after it has seen the first request chunk, then sends its first
-    // response chunk and waits for the device to have received it before finishing.
-    let got_first = Arc::new(AtomicBool::new(false));
+    // Streaming, not store-and-forward, each way: the server sees the first request chunk while
+    // the device still holds back the second; the device gets the first response chunk while
+    // the server still holds back the second. (HTTP/1.1 exchanges are half duplex here: the
+    // response is read once the request is sent, as ActiveSync servers answer.)
+    let server_has_first = Arc::new(tokio::sync::Notify::new());
     let device_has_first = Arc::new(tokio::sync::Notify::new());
-    let (g, n) = (got_first.clone(), device_has_first.clone());
+    let (g, n) = (server_has_first.clone(), device_has_first.clone());
     let (addr, _, _task) = raw_backend(move |mut s| {
         let (g, n) = (g.clone(), n.clone());
         async move {
             let mut seen = Vec::new();
             let mut buf = [0u8; 4096];
+            let mut told = false;
             for _ in 0..1000 {
-                let Ok(k) = s.read(&mut buf).await else {
-                    return;
-                };
-                if k == 0 {
-                    return;
+                if !told && seen.windows(9).any(|w| w == b"chunk-one") {
+                    g.notify_one();
+                    told = true;
                 }
-                seen.extend_from_slice(&buf[..k]);
-                if seen.windows(9).any(|w| w == b"chunk-one") {
-                    break;
-                }
-            }
-            g.store(true, Ordering::SeqCst);
-            let _ = s
-                .write_all(
-                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nresp-one-\r\n",
-                )
-                .await;
-            n.notified().await;
-            // Drain the rest of the request, then finish.
-            for _ in 0..1000 {
                 if seen.windows(5).any(|w| w == b"0\r\n\r\n") {
                     break;
                 }
@@ -202,10 +189,17 @@ async fn bodies_stream_in_both_directions() {
                     return;
                 };
                 if k == 0 {
-                    break;
+                    return;
                 }
                 seen.extend_from_slice(&buf[..k]);
             }
+            assert!(seen.windows(9).any(|w| w == b"chunk-two"));
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nresp-one-\r\n",
+                )
+                .await;
+            n.notified().await;
             let _ = s.write_all(b"8\r\nresp-two\r\n0\r\n\r\n").await;
         }
     })
@@ -217,21 +211,29 @@ async fn bodies_stream_in_both_directions() {
     let mut d = device(gw.addr, Some(&tls.cert), false).await;
     let (tx, body) = channel_body();
     tx.send(Bytes::from_static(b"chunk-one")).await.unwrap();
-    let resp = tokio::time::timeout(
-        Duration::from_secs(5),
-        d.send_raw(eas("gw", "SendMail", "u", "D1", body)),
-    )
-    .await
-    .expect("headers arrive before the request body is complete")
-    .unwrap();
-    assert!(got_first.load(Ordering::SeqCst));
-    use http_body_util::BodyExt;
-    let mut rbody = resp.into_body();
-    let first = rbody.frame().await.unwrap().unwrap().into_data().unwrap();
-    assert_eq!(&first[..], b"resp-one-");
-    device_has_first.notify_one();
+    let sending =
+        tokio::spawn(async move { d.send_raw(eas("gw", "SendMail", "u", "D1", body)).await });
+    tokio::time::timeout(Duration::from_secs(5), server_has_first.notified())
+        .await
+        .expect("the server gets the first request chunk before the device sends the rest");
     tx.send(Bytes::from_static(b"chunk-two")).await.unwrap();
     drop(tx);
+    let resp = tokio::time::timeout(Duration::from_secs(5), sending)
+        .await
+        .expect("response headers arrive")
+        .unwrap()
+        .unwrap();
+    use http_body_util::BodyExt;
+    let mut rbody = resp.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), rbody.frame())
+        .await
+        .expect("the first response chunk arrives before the server sends the rest")
+        .unwrap()
+        .unwrap()
+        .into_data()
+        .unwrap();
+    assert_eq!(&first[..], b"resp-one-");
+    device_has_first.notify_one();
     let rest = rbody.collect().await.unwrap().to_bytes();
     assert_eq!(&rest[..], b"resp-two");
 }

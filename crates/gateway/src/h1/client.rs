@@ -1,0 +1,366 @@
+//! The server side: one HTTP/1.1 connection to an ActiveSync server, used by one request at a
+//! time and driven by that request's own task (no background connection task, no channel).
+//!
+//! While a request waits for its response head (an hour for a parked Ping) it holds the socket
+//! and nothing else: the request head was written and dropped, and no read buffer is taken until
+//! the server's first bytes arrive.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::buffers::{BUF_SIZE, Loan};
+use super::framing::{BodyReader, Decoder, Framing};
+use super::head;
+use super::socket::ServerSocket;
+use crate::error::Error;
+use crate::forward::{Home, UpBody};
+use crate::model::ServerAddr;
+
+/// Largest response head accepted from a server.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// A request body this small is written in the same system call as the head.
+const COALESCE: usize = 64 * 1024;
+
+/// A request that failed, and the request itself when provably none of it was written (the
+/// caller may then send it elsewhere).
+pub type SendFailure = (Error, Option<Request<UpBody>>);
+
+/// An HTTP/1.1 connection to a server.
+pub struct ServerConn {
+    io: ServerSocket,
+    /// When it last finished an exchange (pool expiry).
+    pub since: Instant,
+}
+
+impl ServerConn {
+    pub fn new(io: ServerSocket) -> Self {
+        Self {
+            io,
+            since: Instant::now(),
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.io.is_tls()
+    }
+
+    /// False when the server closed the idle connection (or sent something unasked).
+    pub fn idle_is_clean(&self) -> bool {
+        self.io.idle_is_clean()
+    }
+
+    /// Writes `req` (head and body) and waits up to `rto` for the response head. Writes wait at
+    /// most `silence` each. The response body streams from this connection and returns it to
+    /// `home` when it ends cleanly.
+    pub async fn send(
+        mut self,
+        req: Request<UpBody>,
+        rto: Duration,
+        silence: Duration,
+        server: &ServerAddr,
+        home: Option<Home>,
+    ) -> Result<Response<ServerBody>, SendFailure> {
+        let upstream = |source: io::Error| Error::Upstream {
+            server: server.clone(),
+            source,
+        };
+        let (parts, mut body) = req.into_parts();
+        let len = body.size_hint().exact();
+        let is_head = parts.method == Method::HEAD;
+        let mut out = Loan::take();
+        head::write_request(out.vec(), &parts, len);
+        let whole = body.whole().filter(|b| out.len() + b.len() <= COALESCE);
+        if let Some(b) = &whole {
+            out.vec().extend_from_slice(b);
+        }
+        // The first write decides whether the request may go elsewhere: nothing written, nothing
+        // sent.
+        let first = match tokio::time::timeout(silence, self.io.write(out.bytes())).await {
+            Ok(Ok(n)) if n > 0 => n,
+            Ok(Ok(_)) => {
+                let e = io::Error::new(io::ErrorKind::WriteZero, "server connection closed");
+                return Err((
+                    Error::Handshake {
+                        server: server.clone(),
+                        source: e,
+                    },
+                    Some(Request::from_parts(parts, body)),
+                ));
+            }
+            Ok(Err(e)) => {
+                return Err((
+                    Error::Handshake {
+                        server: server.clone(),
+                        source: e,
+                    },
+                    Some(Request::from_parts(parts, body)),
+                ));
+            }
+            Err(_) => {
+                let e = io::Error::new(io::ErrorKind::TimedOut, "server does not read");
+                return Err((upstream(e), None));
+            }
+        };
+        drop(parts);
+        let write = async {
+            match tokio::time::timeout(silence, self.io.write_all(&out.bytes()[first..])).await {
+                Ok(r) => r.map_err(Fail::Io)?,
+                Err(_) => return Err(Fail::Io(stalled())),
+            }
+            drop(out);
+            if whole.is_none() {
+                stream_body(&mut self.io, &mut body, len.is_none(), silence).await?;
+            }
+            match tokio::time::timeout(silence, self.io.flush()).await {
+                Ok(r) => r.map_err(Fail::Io),
+                Err(_) => Err(Fail::Io(stalled())),
+            }
+        };
+        match write.await {
+            Ok(()) => {}
+            // The device's body failing (too large, stalled) is the device's fault.
+            Err(Fail::Body(e)) => return Err((e, None)),
+            Err(Fail::Io(e)) => return Err((upstream(e), None)),
+        }
+        drop(body);
+        let (h, mut buf) = match tokio::time::timeout(rto, self.read_head(is_head)).await {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return Err((upstream(e), None)),
+            Err(_) => {
+                return Err((
+                    Error::ResponseTimeout {
+                        server: server.clone(),
+                        timeout: rto,
+                    },
+                    None,
+                ));
+            }
+        };
+        buf.consume(h.len);
+        let body = match h.framing {
+            Framing::Empty => {
+                if buf.is_empty() && !h.close {
+                    self.give_back(home);
+                }
+                ServerBody::full(None)
+            }
+            Framing::Length(n) if buf.len() as u64 >= n => {
+                let n = n as usize;
+                let data = Bytes::copy_from_slice(&buf.bytes()[..n]);
+                if buf.len() == n && !h.close {
+                    self.give_back(home);
+                }
+                ServerBody::full(Some(data))
+            }
+            f => ServerBody(Kind::Stream(Box::new(Streaming {
+                conn: Some(self),
+                reader: BodyReader::new(Decoder::new(f), Some(buf)),
+                home,
+                close: h.close,
+            }))),
+        };
+        Ok(Response::from_parts(h.parts, body))
+    }
+
+    fn give_back(mut self, home: Option<Home>) {
+        if let Some(h) = home {
+            self.since = Instant::now();
+            h.put(self);
+        }
+    }
+
+    /// Waits for the response head, taking a buffer only once bytes arrive; skips interim (1xx)
+    /// responses.
+    async fn read_head(&mut self, is_head: bool) -> io::Result<(head::ResponseHead, Loan)> {
+        let mut carried: Option<Loan> = None;
+        loop {
+            let mut buf = match carried.take() {
+                Some(b) => b,
+                None => {
+                    self.io.ready_to_read().await?;
+                    Loan::take()
+                }
+            };
+            loop {
+                if !buf.is_empty()
+                    && let Some(h) = head::parse_response(buf.bytes(), is_head)?
+                {
+                    if h.parts.status.is_informational() {
+                        if h.parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "server switched protocols",
+                            ));
+                        }
+                        buf.consume(h.len);
+                        break;
+                    }
+                    return Ok((h, buf));
+                }
+                if !buf.room(2048, MAX_RESPONSE_HEAD.max(BUF_SIZE)) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "response head too large",
+                    ));
+                }
+                if self.io.read_buf(buf.vec()).await? == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "server closed the connection before responding",
+                    ));
+                }
+            }
+            if !buf.is_empty() {
+                carried = Some(buf);
+            }
+        }
+    }
+}
+
+/// Why writing a request stopped: the server side, or the device's body.
+enum Fail {
+    Io(io::Error),
+    Body(Error),
+}
+
+fn stalled() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "server does not read")
+}
+
+/// Streams the rest of a request body (chunked when its length is unknown).
+async fn stream_body(
+    io: &mut ServerSocket,
+    body: &mut UpBody,
+    chunked: bool,
+    silence: Duration,
+) -> Result<(), Fail> {
+    loop {
+        let frame = match body.frame().await {
+            None => break,
+            Some(Err(e)) => return Err(Fail::Body(e)),
+            Some(Ok(f)) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let w = async {
+            if chunked {
+                let line = format!("{:x}\r\n", data.len());
+                io.write_all(line.as_bytes()).await?;
+                io.write_all(&data).await?;
+                io.write_all(b"\r\n").await
+            } else {
+                io.write_all(&data).await
+            }
+        };
+        match tokio::time::timeout(silence, w).await {
+            Ok(r) => r.map_err(Fail::Io)?,
+            Err(_) => return Err(Fail::Io(stalled())),
+        }
+    }
+    if chunked {
+        match tokio::time::timeout(silence, io.write_all(b"0\r\n\r\n")).await {
+            Ok(r) => r.map_err(Fail::Io)?,
+            Err(_) => return Err(Fail::Io(stalled())),
+        }
+    }
+    Ok(())
+}
+
+/// A server's response body: already complete (it came with the head), or streaming from the
+/// connection, which goes back to its home when the body ends cleanly.
+pub struct ServerBody(Kind);
+
+enum Kind {
+    Full(Option<Bytes>),
+    Stream(Box<Streaming>),
+}
+
+struct Streaming {
+    conn: Option<ServerConn>,
+    reader: BodyReader,
+    home: Option<Home>,
+    close: bool,
+}
+
+impl ServerBody {
+    fn full(b: Option<Bytes>) -> Self {
+        ServerBody(Kind::Full(b.filter(|b| !b.is_empty())))
+    }
+}
+
+impl Body for ServerBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let s = match &mut self.get_mut().0 {
+            Kind::Full(b) => return Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stream(s) => s,
+        };
+        let Some(conn) = s.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match s.reader.poll_data(&mut conn.io, cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(b))) => {
+                if s.reader.is_done() {
+                    s.finish();
+                }
+                Poll::Ready(Some(Ok(Frame::data(b))))
+            }
+            Poll::Ready(None) => {
+                s.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                s.conn = None;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Full(b) => b.is_none(),
+            Kind::Stream(s) => s.conn.is_none() || s.reader.is_done(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Stream(s) => match s.reader.dec.remaining() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
+        }
+    }
+}
+
+impl Streaming {
+    /// The body ended: the connection goes home if nothing is left over and it may be reused.
+    fn finish(&mut self) {
+        let conn = self.conn.take();
+        let clean = self.reader.take_leftover().is_none() && !self.close;
+        if let (Some(c), true) = (conn, clean) {
+            c.give_back(self.home.take());
+        }
+    }
+}

@@ -1,0 +1,522 @@
+//! Request and response heads: parsed with `httparse` into `http` types whose header values and
+//! URI are slices of one exact-size copy of the head (not of the read buffer, which goes back to
+//! the pool at once), and written back out with each header name spelled as it arrived.
+
+use std::cell::RefCell;
+use std::io;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Uri, Version};
+
+use super::framing::Framing;
+use crate::error::Error;
+
+/// Most header lines in one head; more gets 431 (requests) or fails the exchange (responses).
+pub const MAX_HEADERS: usize = 100;
+
+/// The head as it arrived: kept (as a request or response extension) so header names go out
+/// spelled as they came in. Old devices and servers care about case.
+#[derive(Clone, Debug)]
+pub struct RawHead(pub Bytes);
+
+impl RawHead {
+    /// The first spelling of `name` in the head, if it is there.
+    pub fn spelling(&self, name: &HeaderName) -> Option<&[u8]> {
+        let want = name.as_str().as_bytes();
+        let mut lines = self.0.split(|b| *b == b'\n');
+        lines.next(); // request or status line
+        for line in lines {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                break;
+            }
+            if let Some(colon) = line.iter().position(|b| *b == b':') {
+                let n = &line[..colon];
+                if n.eq_ignore_ascii_case(want) {
+                    return Some(n);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// A parsed request head.
+pub struct RequestHead {
+    pub parts: http::request::Parts,
+    /// Bytes of the buffer the head took.
+    pub len: usize,
+    pub framing: Framing,
+    /// The device asked to close after this exchange (or speaks HTTP/1.0 without keep-alive).
+    pub close: bool,
+    /// `Expect: 100-continue`: the device waits for a go-ahead before its body.
+    pub expect_continue: bool,
+}
+
+/// A parsed response head.
+pub struct ResponseHead {
+    pub parts: http::response::Parts,
+    pub len: usize,
+    pub framing: Framing,
+    /// The connection cannot carry another request after this response.
+    pub close: bool,
+}
+
+fn bad(reason: impl Into<String>) -> Error {
+    Error::BadRequest {
+        reason: reason.into(),
+    }
+}
+
+/// Parses a request head from the start of `buf`; `Ok(None)` while it is incomplete.
+pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>, Error> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Error::HeadTooLarge { limit: max_head });
+        }
+        Err(e) => return Err(bad(format!("malformed request head: {e}"))),
+    };
+    let raw = Bytes::copy_from_slice(&buf[..len]);
+    let base = buf.as_ptr() as usize;
+    let slice = |s: &[u8]| {
+        let at = s.as_ptr() as usize - base;
+        raw.slice(at..at + s.len())
+    };
+    let (Some(method), Some(path), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(bad("incomplete request line"));
+    };
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = Method::from_bytes(method.as_bytes()).map_err(|_| bad("invalid method"))?;
+    parts.uri = Uri::from_maybe_shared(slice(path.as_bytes()))
+        .map_err(|_| bad("invalid request target"))?;
+    parts.version = if minor == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    parts.headers = headers(req.headers, &slice).map_err(bad)?;
+    let framing = request_framing(&parts.headers, parts.version)?;
+    let close = wants_close(&parts.headers, parts.version);
+    let expect_continue = parts
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    parts.extensions.insert(RawHead(raw));
+    Ok(Some(RequestHead {
+        parts,
+        len,
+        framing,
+        close,
+        expect_continue,
+    }))
+}
+
+/// Parses a response head from the start of `buf`; `Ok(None)` while it is incomplete.
+/// `head_request`: the request was HEAD (no body follows whatever the headers say).
+pub fn parse_response(buf: &[u8], head_request: bool) -> io::Result<Option<ResponseHead>> {
+    let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(invalid(format!("malformed response head: {e}"))),
+    };
+    let raw = Bytes::copy_from_slice(&buf[..len]);
+    let base = buf.as_ptr() as usize;
+    let slice = |s: &[u8]| {
+        let at = s.as_ptr() as usize - base;
+        raw.slice(at..at + s.len())
+    };
+    let (Some(code), Some(minor)) = (resp.code, resp.version) else {
+        return Err(invalid("incomplete status line".into()));
+    };
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = StatusCode::from_u16(code).map_err(|_| invalid(format!("status {code}")))?;
+    parts.version = if minor == 1 {
+        Version::HTTP_11
+    } else {
+        Version::HTTP_10
+    };
+    parts.headers = headers(resp.headers, &slice).map_err(invalid)?;
+    let framing = response_framing(&parts.headers, parts.status, head_request)
+        .map_err(|e| invalid(e.to_string()))?;
+    let close = framing == Framing::Close || wants_close(&parts.headers, parts.version);
+    parts.extensions.insert(RawHead(raw));
+    Ok(Some(ResponseHead {
+        parts,
+        len,
+        framing,
+        close,
+    }))
+}
+
+fn headers(
+    parsed: &[httparse::Header<'_>],
+    slice: &dyn Fn(&[u8]) -> Bytes,
+) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::with_capacity(parsed.len());
+    for h in parsed {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| format!("invalid header name {:?}", clip(h.name)))?;
+        let value = HeaderValue::from_maybe_shared(slice(h.value))
+            .map_err(|_| format!("invalid value of header {}", clip(h.name)))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Whether a `Connection`-style header lists `token`.
+fn lists(h: &HeaderMap, token: &str) -> bool {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+}
+
+fn wants_close(h: &HeaderMap, v: Version) -> bool {
+    lists(h, "close") || (v == Version::HTTP_10 && !lists(h, "keep-alive"))
+}
+
+/// The one `Content-Length` all values agree on (`Ok(None)` when absent).
+fn content_length(h: &HeaderMap) -> Result<Option<u64>, &'static str> {
+    let mut found: Option<u64> = None;
+    for v in h.get_all(header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err("invalid Content-Length");
+            }
+            let n: u64 = std::str::from_utf8(part)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or("invalid Content-Length")?;
+            if found.is_some_and(|f| f != n) {
+                return Err("conflicting Content-Length values");
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+/// Whether the last transfer coding is `chunked` (`None` without `Transfer-Encoding`).
+fn chunked_last(h: &HeaderMap) -> Option<bool> {
+    let mut last: Option<&[u8]> = None;
+    for v in h.get_all(header::TRANSFER_ENCODING) {
+        for part in v.as_bytes().split(|b| *b == b',') {
+            let part = part.trim_ascii();
+            if !part.is_empty() {
+                last = Some(part);
+            }
+        }
+    }
+    if !h.contains_key(header::TRANSFER_ENCODING) {
+        return None;
+    }
+    Some(last.is_some_and(|l| l.eq_ignore_ascii_case(b"chunked")))
+}
+
+/// Request body framing (RFC 9112 6.3). Anything ambiguous is refused: a request a server could
+/// frame differently from the gateway is how requests are smuggled.
+fn request_framing(h: &HeaderMap, v: Version) -> Result<Framing, Error> {
+    match chunked_last(h) {
+        Some(_) if v == Version::HTTP_10 => Err(bad("Transfer-Encoding in an HTTP/1.0 request")),
+        Some(_) if h.contains_key(header::CONTENT_LENGTH) => {
+            Err(bad("both Transfer-Encoding and Content-Length"))
+        }
+        Some(true) => Ok(Framing::Chunked),
+        Some(false) => Err(bad("Transfer-Encoding other than chunked")),
+        None => match content_length(h).map_err(bad)? {
+            Some(0) | None => Ok(Framing::Empty),
+            Some(n) => Ok(Framing::Length(n)),
+        },
+    }
+}
+
+fn response_framing(h: &HeaderMap, s: StatusCode, head_request: bool) -> Result<Framing, String> {
+    if head_request
+        || s.is_informational()
+        || s == StatusCode::NO_CONTENT
+        || s == StatusCode::NOT_MODIFIED
+    {
+        return Ok(Framing::Empty);
+    }
+    match chunked_last(h) {
+        Some(true) => Ok(Framing::Chunked),
+        Some(false) => Ok(Framing::Close),
+        None => match content_length(h)? {
+            Some(0) => Ok(Framing::Empty),
+            Some(n) => Ok(Framing::Length(n)),
+            None => Ok(Framing::Close),
+        },
+    }
+}
+
+/// Writes `name: value` lines for every header except the framing ones (written by the caller),
+/// each name spelled as in `raw` when it came from there, else in Title-Case.
+fn write_headers(out: &mut Vec<u8>, h: &HeaderMap, raw: Option<&RawHead>) {
+    for (name, value) in h {
+        if name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONNECTION
+        {
+            continue;
+        }
+        match raw.and_then(|r| r.spelling(name)) {
+            Some(n) => out.extend_from_slice(n),
+            None => title_case(out, name.as_str()),
+        }
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn title_case(out: &mut Vec<u8>, name: &str) {
+    let mut up = true;
+    for b in name.bytes() {
+        out.push(if up { b.to_ascii_uppercase() } else { b });
+        up = b == b'-';
+    }
+}
+
+fn write_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"Content-Length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A request head for a server: origin-form target, HTTP/1.1, `Content-Length: len` (or chunked
+/// when `len` is unknown; nothing for an empty body of a method that carries none).
+pub fn write_request(out: &mut Vec<u8>, parts: &http::request::Parts, len: Option<u64>) {
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    match parts.uri.path_and_query() {
+        Some(pq) if !pq.as_str().is_empty() => out.extend_from_slice(pq.as_str().as_bytes()),
+        _ => out.push(b'/'),
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    write_headers(out, &parts.headers, parts.extensions.get::<RawHead>());
+    match len {
+        Some(0)
+            if !parts.headers.contains_key(header::CONTENT_LENGTH)
+                && matches!(
+                    parts.method,
+                    Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
+                ) => {}
+        Some(n) => write_length(out, n),
+        None => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How a response body is framed to the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Out {
+    /// No body (HEAD, 1xx, 204, 304): headers only, `Content-Length` kept as the server sent it.
+    None,
+    Length(u64),
+    Chunked,
+    /// HTTP/1.0 device and a body of unknown length: ends with the connection.
+    UntilClose,
+}
+
+/// A response head for a device.
+pub fn write_response(out: &mut Vec<u8>, parts: &http::response::Parts, framing: Out, close: bool) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("Unknown")
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    write_headers(out, &parts.headers, parts.extensions.get::<RawHead>());
+    match framing {
+        Out::None => {
+            if let Some(v) = parts.headers.get(header::CONTENT_LENGTH) {
+                out.extend_from_slice(b"Content-Length: ");
+                out.extend_from_slice(v.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        Out::Length(n) => write_length(out, n),
+        Out::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Out::UntilClose => {}
+    }
+    if close || framing == Out::UntilClose {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"Date: ");
+        http_date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+thread_local! {
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+}
+
+/// The current time as an HTTP date, formatted at most once per second per thread.
+fn http_date(out: &mut Vec<u8>) {
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != secs || d.1.is_empty() {
+            *d = (secs, httpdate::fmt_http_date(now));
+        }
+        out.extend_from_slice(d.1.as_bytes());
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_head_round_trip_keeps_case_and_values() {
+        let wire = b"POST /Microsoft-Server-ActiveSync?Cmd=Sync&User=u HTTP/1.1\r\nHost: mail.example\r\nMS-ASProtocolVersion: 14.1\r\nContent-Length: 3\r\nX-Dup: a\r\nX-Dup: b\r\n\r\nabc";
+        let h = parse_request(wire, 8192).unwrap().unwrap();
+        assert_eq!(h.len, wire.len() - 3);
+        assert_eq!(h.framing, Framing::Length(3));
+        assert!(!h.close);
+        assert_eq!(h.parts.uri.query(), Some("Cmd=Sync&User=u"));
+        assert_eq!(h.parts.headers["ms-asprotocolversion"], "14.1");
+        assert_eq!(h.parts.headers.get_all("x-dup").iter().count(), 2);
+        let mut out = Vec::new();
+        write_request(&mut out, &h.parts, Some(3));
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("POST /Microsoft-Server-ActiveSync?Cmd=Sync&User=u HTTP/1.1\r\n"));
+        assert!(s.contains("\r\nMS-ASProtocolVersion: 14.1\r\n"), "{s}");
+        assert!(s.contains("\r\nX-Dup: a\r\nX-Dup: b\r\n"), "{s}");
+        assert!(s.ends_with("Content-Length: 3\r\n\r\n"), "{s}");
+    }
+
+    #[test]
+    fn partial_and_malformed_heads() {
+        assert!(
+            parse_request(b"POST / HTTP/1.1\r\nHost: x\r\n", 8192)
+                .unwrap()
+                .is_none()
+        );
+        for bad in [
+            &b"POST / HTTP/1.1\r\nBad Name: x\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"\x01\x02 / HTTP/1.1\r\n\r\n",
+        ] {
+            let e = parse_request(bad, 8192).err().expect("refused");
+            assert_eq!(e.status().as_u16(), 400, "{e}");
+        }
+        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        let e = parse_request(&many, 8192).err().unwrap();
+        assert_eq!(e.status().as_u16(), 431);
+    }
+
+    #[test]
+    fn request_framing_and_close() {
+        let h = parse_request(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: Close\r\n\r\n",
+            8192,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.framing, Framing::Chunked);
+        assert!(h.close);
+        let h = parse_request(b"GET / HTTP/1.0\r\n\r\n", 8192)
+            .unwrap()
+            .unwrap();
+        assert!(h.close, "HTTP/1.0 closes by default");
+        assert_eq!(h.framing, Framing::Empty);
+        let h = parse_request(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 8192)
+            .unwrap()
+            .unwrap();
+        assert!(!h.close);
+    }
+
+    #[test]
+    fn response_framing() {
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Type: a\r\n\r\nbody",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.framing, Framing::Length(4));
+        assert!(!r.close);
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.framing, Framing::Empty, "HEAD has no body");
+        let r = parse_response(b"HTTP/1.1 200 OK\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.framing, Framing::Close);
+        assert!(r.close);
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.framing, Framing::Chunked, "chunked wins over a length");
+        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
+        assert!(parse_response(b"HTTP/1.1 20", false).unwrap().is_none());
+    }
+
+    #[test]
+    fn response_head_for_device() {
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nMS-Server-ActiveSync: 14.1\r\nContent-Length: 4\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        let mut out = Vec::new();
+        write_response(&mut out, &r.parts, Out::Length(4), false);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("HTTP/1.1 200 OK\r\nMS-Server-ActiveSync: 14.1\r\n"),
+            "{s}"
+        );
+        assert!(s.contains("Content-Length: 4\r\n"));
+        assert!(s.contains("\r\nDate: "), "a Date is added when missing");
+        let mut out = Vec::new();
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = StatusCode::from_u16(456).unwrap();
+        parts
+            .headers
+            .insert("x-forwarded-for", HeaderValue::from_static("1"));
+        write_response(&mut out, &parts, Out::Length(0), true);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("HTTP/1.1 456 Unknown\r\nX-Forwarded-For: 1\r\n"),
+            "{s}"
+        );
+        assert!(s.contains("Connection: close\r\n"));
+    }
+}

@@ -1,0 +1,498 @@
+//! The device side: one HTTP/1.1 connection, driven in one task from head to response and on to
+//! the next keep-alive request.
+//!
+//! Stages per request: wait for bytes (no buffer held) → read and parse the head within the
+//! device request timeout → read a small body whole, or hand the socket to a streaming body →
+//! the request path ([`crate::proxy::handle`]), while watching for the device going away →
+//! write the response (head and first body bytes in one write when they are ready together).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use super::buffers::{BUF_SIZE, Loan};
+use super::framing::{BodyReader, Decoder, Framing, poll_once};
+use super::head::{self, Out, RequestHead};
+use super::socket::DeviceSocket;
+use crate::error::Error;
+use crate::forward::RespBody;
+use crate::proxy::{self, DeviceConn};
+use crate::state::Gateway;
+
+/// Request bodies up to this size are read whole before the request is handled (ActiveSync
+/// commands are a few KiB); larger or chunked bodies stream.
+pub const FULL_BODY_MAX: u64 = 64 * 1024;
+
+/// Bytes a device may send ahead (pipelining) while its request is in flight.
+const MAX_AHEAD: usize = 64 * 1024;
+
+/// What the connection needs from the runtime current at accept time.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    /// Idle keep-alive or connection open → complete request head (and small body).
+    pub device_request: Duration,
+    /// Longest silence while bytes are moving.
+    pub silence: Duration,
+    pub max_head: usize,
+    pub max_body: u64,
+}
+
+/// The request body a device sent.
+pub enum DeviceBody {
+    /// Read whole before the request was handled (or none).
+    Full(Option<Bytes>),
+    /// Streaming from the device's connection.
+    Stream(Box<StreamBody>),
+    /// An HTTP/2 stream (hyper).
+    H2(hyper::body::Incoming),
+}
+
+impl DeviceBody {
+    pub fn empty() -> Self {
+        DeviceBody::Full(None)
+    }
+}
+
+/// A body streaming from the device connection; the socket goes back to the connection when the
+/// body ends (or is dropped unread, then the connection closes after the response).
+pub struct StreamBody {
+    io: Option<DeviceSocket>,
+    reader: BodyReader,
+    back: Option<oneshot::Sender<Returned>>,
+}
+
+struct Returned {
+    io: DeviceSocket,
+    leftover: Option<Loan>,
+    complete: bool,
+}
+
+impl StreamBody {
+    fn give_back(&mut self) {
+        if let (Some(io), Some(tx)) = (self.io.take(), self.back.take()) {
+            let _ = tx.send(Returned {
+                io,
+                leftover: self.reader.take_leftover(),
+                complete: self.reader.is_done(),
+            });
+        }
+    }
+}
+
+impl Drop for StreamBody {
+    fn drop(&mut self) {
+        self.give_back();
+    }
+}
+
+impl Body for DeviceBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        match self.get_mut() {
+            DeviceBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            DeviceBody::H2(b) => Pin::new(b)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(io::Error::other))),
+            DeviceBody::Stream(s) => {
+                let Some(io) = s.io.as_mut() else {
+                    return Poll::Ready(None);
+                };
+                let r = s.reader.poll_data(io, cx);
+                match &r {
+                    Poll::Ready(None) | Poll::Ready(Some(Err(_))) => s.give_back(),
+                    Poll::Ready(Some(Ok(_))) if s.reader.is_done() => s.give_back(),
+                    _ => {}
+                }
+                r.map(|o| o.map(|r| r.map(Frame::data)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            DeviceBody::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
+            DeviceBody::H2(b) => b.is_end_stream(),
+            DeviceBody::Stream(s) => s.io.is_none() || s.reader.is_done(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            DeviceBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            DeviceBody::H2(b) => b.size_hint(),
+            DeviceBody::Stream(s) => match s.reader.dec.remaining() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
+        }
+    }
+}
+
+/// Serves HTTP/1.1 requests on one device connection until it closes, idles out, or `stop`
+/// turns true (then in-flight work finishes and the connection closes).
+pub async fn serve(
+    gw: Arc<Gateway>,
+    conn: Arc<DeviceConn>,
+    io: DeviceSocket,
+    mut stop: watch::Receiver<bool>,
+    s: Settings,
+) {
+    let mut carry: Option<Loan> = None;
+    // Empty only while a streaming request body has the socket.
+    let mut slot = Some(io);
+    while let Some(io) = slot.as_mut() {
+        let (h, mut buf) = match next_head(io, &mut carry, &mut stop, &s).await {
+            Ok(Some(x)) => x,
+            Ok(None) => break,
+            Err(e) => {
+                refuse(io, &conn, &e, &s).await;
+                break;
+            }
+        };
+        let RequestHead {
+            parts,
+            len,
+            framing,
+            mut close,
+            expect_continue,
+        } = h;
+        buf.consume(len);
+        let is_head = parts.method == Method::HEAD;
+        let http10 = parts.version == Version::HTTP_10;
+        let mut back: Option<oneshot::Receiver<Returned>> = None;
+        let body = match framing {
+            Framing::Length(n) if n > s.max_body => {
+                let e = Error::BodyTooLarge { limit: s.max_body };
+                refuse(io, &conn, &e, &s).await;
+                break;
+            }
+            Framing::Empty => {
+                carry = Some(buf).filter(|b| !b.is_empty());
+                DeviceBody::empty()
+            }
+            Framing::Length(n) if n <= FULL_BODY_MAX => {
+                match read_full(io, &mut buf, n as usize, expect_continue, &s).await {
+                    Ok(b) => {
+                        carry = Some(buf).filter(|b| !b.is_empty());
+                        DeviceBody::Full(Some(b))
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %conn.peer, error = %e, "device request body failed");
+                        break;
+                    }
+                }
+            }
+            f => {
+                if expect_continue && buf.is_empty() && continue_100(io, &s).await.is_err() {
+                    break;
+                }
+                let (tx, rx) = oneshot::channel();
+                back = Some(rx);
+                DeviceBody::Stream(Box::new(StreamBody {
+                    io: slot.take(),
+                    reader: BodyReader::new(Decoder::new(f), Some(buf)),
+                    back: Some(tx),
+                }))
+            }
+        };
+        let req = Request::from_parts(parts, body);
+        // Boxed: the request future is large and alive only while a request is.
+        let handling = Box::pin(proxy::handle(gw.clone(), conn.clone(), req));
+        let resp = match back.take() {
+            Some(rx) => {
+                let resp = handling.await;
+                // The socket comes back once the body has been read (or dropped).
+                match tokio::time::timeout(s.silence, rx).await {
+                    Ok(Ok(r)) => {
+                        slot = Some(r.io);
+                        carry = r.leftover;
+                        close |= !r.complete;
+                    }
+                    _ => {
+                        tracing::debug!(peer = %conn.peer, "device body still in use: closing");
+                        return;
+                    }
+                }
+                resp
+            }
+            None => {
+                let Some(io) = slot.as_mut() else { return };
+                tokio::select! {
+                    r = handling => r,
+                    () = device_gone(io, &mut carry) => {
+                        tracing::debug!(peer = %conn.peer, "device closed its connection during a request");
+                        return;
+                    }
+                }
+            }
+        };
+        let Ok(resp) = resp;
+        let keep = !close && !*stop.borrow();
+        let Some(io) = slot.as_mut() else { return };
+        match write_response(io, resp, is_head, http10, keep, &s).await {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                tracing::debug!(peer = %conn.peer, error = %e, "writing the response to the device failed");
+                return;
+            }
+        }
+    }
+    if let Some(io) = slot.as_mut() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+    }
+}
+
+/// Waits for and parses the next request head. `None`: the connection should close quietly
+/// (closed by the device, idle past the device request timeout, or draining while idle).
+async fn next_head(
+    io: &mut DeviceSocket,
+    carry: &mut Option<Loan>,
+    stop: &mut watch::Receiver<bool>,
+    s: &Settings,
+) -> Result<Option<(RequestHead, Loan)>, Error> {
+    let deadline = Instant::now() + s.device_request;
+    let mut buf = match carry.take() {
+        Some(b) => b,
+        None => {
+            // Idle: no buffer while waiting.
+            tokio::select! {
+                biased;
+                _ = stop.wait_for(|v| *v) => return Ok(None),
+                r = tokio::time::timeout_at(deadline, io.ready_to_read()) => match r {
+                    Ok(Ok(())) => {}
+                    _ => return Ok(None),
+                },
+            }
+            Loan::take()
+        }
+    };
+    loop {
+        if !buf.is_empty()
+            && let Some(h) = head::parse_request(buf.bytes(), s.max_head)?
+        {
+            return Ok(Some((h, buf)));
+        }
+        if !buf.room(2048, s.max_head.max(1024)) {
+            return Err(Error::HeadTooLarge { limit: s.max_head });
+        }
+        let n = match tokio::time::timeout_at(deadline, io.read_buf(buf.vec())).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => return Ok(None),
+            Err(_) if buf.is_empty() => return Ok(None),
+            Err(_) => return Err(Error::RequestHeadTimeout),
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+async fn continue_100(io: &mut DeviceSocket, s: &Settings) -> io::Result<()> {
+    let w = async {
+        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        io.flush().await
+    };
+    tokio::time::timeout(s.silence, w)
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+}
+
+/// Reads a body of `n` bytes (some may be in `buf` already) within the socket timeout per read.
+async fn read_full(
+    io: &mut DeviceSocket,
+    buf: &mut Loan,
+    n: usize,
+    expect_continue: bool,
+    s: &Settings,
+) -> io::Result<Bytes> {
+    if buf.len() < n && expect_continue {
+        continue_100(io, s).await?;
+    }
+    while buf.len() < n {
+        buf.room(n - buf.len(), usize::MAX);
+        match tokio::time::timeout(s.silence, io.read_buf(buf.vec())).await {
+            Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+        }
+    }
+    let body = Bytes::copy_from_slice(&buf.bytes()[..n]);
+    buf.consume(n);
+    Ok(body)
+}
+
+/// Resolves when the device closes its connection (or it breaks) while its request is in
+/// flight. Bytes it sends ahead are kept for the next request.
+async fn device_gone(io: &mut DeviceSocket, carry: &mut Option<Loan>) {
+    loop {
+        if io.ready_to_read().await.is_err() {
+            return;
+        }
+        let mut b = carry.take().unwrap_or_else(Loan::take);
+        if !b.room(1024, MAX_AHEAD) {
+            *carry = Some(b);
+            return std::future::pending().await;
+        }
+        // A read that does not wait: readiness may be spurious, or (TLS) only part of a record.
+        let got = {
+            let read = std::pin::pin!(io.read_buf(b.vec()));
+            poll_once(read).await
+        };
+        if matches!(got, Some(Ok(0)) | Some(Err(_))) {
+            return;
+        }
+        if !b.is_empty() {
+            *carry = Some(b);
+        }
+    }
+}
+
+/// Answers a request the connection itself refuses (malformed head, too large) and closes.
+async fn refuse(io: &mut DeviceSocket, conn: &DeviceConn, e: &Error, s: &Settings) {
+    tracing::debug!(peer = %conn.peer, error = %e, "device request refused");
+    let (mut parts, ()) = Response::new(()).into_parts();
+    parts.status = e.status();
+    let mut out = Vec::with_capacity(256);
+    head::write_response(&mut out, &parts, Out::Length(0), true);
+    let w = async {
+        io.write_all(&out).await?;
+        io.flush().await
+    };
+    let _ = tokio::time::timeout(s.silence, w).await;
+}
+
+/// Writes a response; `Ok(true)` when the connection may carry another request.
+async fn write_response(
+    io: &mut DeviceSocket,
+    resp: Response<RespBody>,
+    is_head: bool,
+    http10: bool,
+    keep: bool,
+    s: &Settings,
+) -> io::Result<bool> {
+    let (parts, body) = resp.into_parts();
+    let st = parts.status;
+    let no_body = is_head
+        || st.is_informational()
+        || st == StatusCode::NO_CONTENT
+        || st == StatusCode::NOT_MODIFIED;
+    let framing = if no_body {
+        Out::None
+    } else if let Some(n) = body.size_hint().exact() {
+        Out::Length(n)
+    } else if http10 {
+        Out::UntilClose
+    } else {
+        Out::Chunked
+    };
+    let close = !keep || framing == Out::UntilClose;
+    let mut out = Loan::take();
+    head::write_response(out.vec(), &parts, framing, close);
+    drop(parts);
+    let mut body = std::pin::pin!(body);
+    if framing != Out::None {
+        let chunked = framing == Out::Chunked;
+        let mut sent: u64 = 0;
+        let mut ended = body.is_end_stream();
+        while !ended {
+            let mut next = std::pin::pin!(std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)));
+            let frame = match poll_once(next.as_mut()).await {
+                Some(f) => f,
+                None => {
+                    // Nothing ready: send what is waiting before waiting for more.
+                    if !out.is_empty() {
+                        write_out(io, &mut out, s).await?;
+                    }
+                    next.await
+                }
+            };
+            let data = match frame {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "response body failed: closing the device connection");
+                    if !out.is_empty() {
+                        let _ = write_out(io, &mut out, s).await;
+                    }
+                    return Ok(false);
+                }
+                Some(Ok(f)) => match f.into_data() {
+                    Ok(d) if !d.is_empty() => d,
+                    _ => {
+                        ended = body.is_end_stream();
+                        continue;
+                    }
+                },
+            };
+            sent += data.len() as u64;
+            if let Out::Length(n) = framing
+                && sent > n
+            {
+                tracing::debug!("response body longer than its length: closing");
+                return Ok(false);
+            }
+            if chunked {
+                out.vec()
+                    .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            }
+            if out.len() + data.len() <= BUF_SIZE {
+                out.vec().extend_from_slice(&data);
+            } else {
+                write_out(io, &mut out, s).await?;
+                write_all(io, &data, s).await?;
+            }
+            if chunked {
+                out.vec().extend_from_slice(b"\r\n");
+            }
+            ended = body.is_end_stream();
+        }
+        if chunked {
+            out.vec().extend_from_slice(b"0\r\n\r\n");
+        }
+        if let Out::Length(n) = framing
+            && sent != n
+        {
+            let _ = write_out(io, &mut out, s).await;
+            tracing::debug!(
+                sent,
+                expected = n,
+                "response body shorter than its length: closing"
+            );
+            return Ok(false);
+        }
+    }
+    write_out(io, &mut out, s).await?;
+    match tokio::time::timeout(s.silence, io.flush()).await {
+        Ok(r) => r?,
+        Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+    }
+    Ok(!close)
+}
+
+async fn write_out(io: &mut DeviceSocket, out: &mut Loan, s: &Settings) -> io::Result<()> {
+    write_all(io, out.bytes(), s).await?;
+    out.vec().clear();
+    Ok(())
+}
+
+async fn write_all(io: &mut DeviceSocket, b: &[u8], s: &Settings) -> io::Result<()> {
+    match tokio::time::timeout(s.silence, io.write_all(b)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}

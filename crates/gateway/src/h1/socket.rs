@@ -1,0 +1,138 @@
+//! A connection's socket, plain or TLS, with the one thing hyper could not give us: waiting for
+//! the next bytes without holding a buffer (readiness of the TCP socket, unless TLS already has
+//! plaintext decrypted and waiting).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// What a TLS stream must tell us about itself.
+pub trait TlsSocket: AsyncRead + AsyncWrite + Unpin {
+    fn tcp(&self) -> &TcpStream;
+    /// Decrypted bytes are waiting inside the TLS layer (no TCP readiness will announce them).
+    fn plaintext_buffered(&self) -> bool;
+}
+
+impl TlsSocket for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+    fn plaintext_buffered(&self) -> bool {
+        !self.get_ref().1.wants_read()
+    }
+}
+
+impl TlsSocket for tokio_rustls::client::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+    fn plaintext_buffered(&self) -> bool {
+        !self.get_ref().1.wants_read()
+    }
+}
+
+/// A plain or TLS socket (the TLS state boxed: it is large and only TLS connections need it).
+pub enum Socket<S> {
+    Plain(TcpStream),
+    Tls(Box<S>),
+}
+
+impl<S: TlsSocket> Socket<S> {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Socket::Tls(_))
+    }
+
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Socket::Plain(s) => s,
+            Socket::Tls(s) => s.tcp(),
+        }
+    }
+
+    /// Resolves when a read would make progress (bytes, EOF or an error), holding no buffer.
+    pub async fn ready_to_read(&self) -> io::Result<()> {
+        if let Socket::Tls(s) = self
+            && s.plaintext_buffered()
+        {
+            return Ok(());
+        }
+        self.tcp().readable().await
+    }
+
+    /// For an idle connection about to be reused: false when the peer closed it or sent
+    /// something unasked (either way it must not carry a request). Never blocks.
+    pub fn idle_is_clean(&self) -> bool {
+        if let Socket::Tls(s) = self
+            && s.plaintext_buffered()
+        {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        match self.tcp().try_read(&mut probe) {
+            Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+            Ok(_) => false,
+        }
+    }
+}
+
+impl<S: TlsSocket> AsyncRead for Socket<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Socket::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<S: TlsSocket> AsyncWrite for Socket<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Socket::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Socket::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Socket::Plain(s) => s.is_write_vectored(),
+            Socket::Tls(s) => s.is_write_vectored(),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_flush(cx),
+            Socket::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Socket::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Socket::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The device side: plain TCP or a rustls server stream.
+pub type DeviceSocket = Socket<tokio_rustls::server::TlsStream<TcpStream>>;
+/// The server side: plain TCP or a rustls client stream.
+pub type ServerSocket = Socket<tokio_rustls::client::TlsStream<TcpStream>>;
