@@ -98,42 +98,62 @@ async fn serve_connection(
     drop(rt);
     let first_bytes = settings.device_request;
     let conn = Arc::new(DeviceConn::new(peer, tls.is_some()));
-    match tls {
-        Some(cfg) => {
-            let accept = Box::pin(tokio::time::timeout(
-                first_bytes,
-                tokio_rustls::TlsAcceptor::from(cfg).accept(tcp),
-            ));
-            let stream = match accept.await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "device TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "device TLS handshake timed out");
-                    return;
-                }
-            };
-            // ALPN decides; no preface sniffing (which would wait without a timeout).
-            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                Box::pin(serve_h2(gw, conn, TokioIo::new(stream), stop, settings)).await;
-            } else {
-                let io = Socket::Tls(Box::new(stream));
-                h1::server::serve(gw, conn, io, stop, settings).await;
+    // The TLS handshake and HTTP/2 are boxed: an HTTP/1.1 connection (the common case, parked
+    // Pings included) carries neither.
+    let io = match tls {
+        Some(cfg) => match Box::pin(accept_tls(cfg, tcp, peer, first_bytes)).await {
+            None => return,
+            Some(Accepted::H1(io)) => io,
+            Some(Accepted::H2(stream)) => {
+                Box::pin(serve_h2(gw, conn, TokioIo::new(*stream), stop, settings)).await;
+                return;
             }
-        }
-        None => {
-            let Some(h2) = sniff_h2(&tcp, first_bytes).await else {
+        },
+        None => match sniff_h2(&tcp, first_bytes).await {
+            None => {
                 tracing::debug!(%peer, "device sent no request in time");
                 return;
-            };
-            if h2 {
-                Box::pin(serve_h2(gw, conn, TokioIo::new(tcp), stop, settings)).await;
-            } else {
-                h1::server::serve(gw, conn, Socket::Plain(tcp), stop, settings).await;
             }
+            Some(true) => {
+                Box::pin(serve_h2(gw, conn, TokioIo::new(tcp), stop, settings)).await;
+                return;
+            }
+            Some(false) => Socket::Plain(tcp),
+        },
+    };
+    h1::server::serve(gw, conn, io, stop, settings).await;
+}
+
+enum Accepted {
+    H1(h1::socket::DeviceSocket),
+    H2(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// The device TLS handshake within `within`; ALPN decides HTTP/2 or HTTP/1.1 (no preface
+/// sniffing, which would wait without a timeout).
+async fn accept_tls(
+    cfg: Arc<rustls::ServerConfig>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    within: Duration,
+) -> Option<Accepted> {
+    let accept = tokio_rustls::TlsAcceptor::from(cfg).accept(tcp);
+    let stream = match tokio::time::timeout(within, accept).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "device TLS handshake failed");
+            return None;
         }
+        Err(_) => {
+            tracing::debug!(%peer, "device TLS handshake timed out");
+            return None;
+        }
+    };
+    let stream = Box::new(stream);
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        Some(Accepted::H2(stream))
+    } else {
+        Some(Accepted::H1(Socket::Tls(stream)))
     }
 }
 

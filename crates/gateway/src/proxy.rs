@@ -21,7 +21,7 @@ use crate::audit::Exchange;
 use crate::connect;
 use crate::error::{Blame, Error, Result};
 use crate::forward::{self, DownBody, Home, RespBody, Reuse, UpBody};
-use crate::h1::client::{SendFailure, ServerBody, ServerConn};
+use crate::h1::client::{SendFailure, Sent, ServerBody, ServerConn};
 use crate::h1::server::DeviceBody;
 use crate::health::ServerHealth;
 use crate::identity::{self, DeviceIdentity, Identified};
@@ -126,16 +126,17 @@ pub async fn handle(
     let _active = Active::new(&conn);
     let seq = conn.seq.fetch_add(1, Ordering::Relaxed);
     let command = activesync::command_name(req.uri().query());
-    let mut ex = Exchange::new(
+    let mut ex = Some(Exchange::new(
         gw.clone(),
         conn.id,
         seq,
         conn.peer.ip(),
         req.uri().clone(),
         command,
-    );
-    ex.authorization = req.headers().get(header::AUTHORIZATION).cloned();
-    let mut ex = Some(ex);
+    ));
+    if let Some(ex) = ex.as_mut() {
+        ex.authorization = req.headers().get(header::AUTHORIZATION).cloned();
+    }
     let resp = match serve(&gw, &rt, &conn, req, &mut ex).await {
         Ok(r) => r,
         Err(e) => error_response(&e, &conn),
@@ -146,6 +147,27 @@ pub async fn handle(
     Ok(resp)
 }
 
+/// A request on its way to a server, and what its response needs.
+struct Flight {
+    req: Request<UpBody>,
+    device: Option<DeviceIdentity>,
+    svc: Arc<ServiceModel>,
+    att: Option<attachments::Plan>,
+    replay: Option<Box<Replay>>,
+    poll: LongPoll,
+    rto: Duration,
+    pin: bool,
+}
+
+enum Prepared {
+    /// Answered by the gateway (remote wipe).
+    Answered(Box<Response<RespBody>>),
+    Forward(Box<Flight>),
+}
+
+/// The request path in three parts, each its own future: `prepare` (identify, decide, route,
+/// read the long-poll prefix) and the response filters are boxed and freed around the wait for
+/// the server's answer, so what a parked Ping holds for up to an hour is the wait alone.
 async fn serve(
     gw: &Arc<Gateway>,
     rt: &Runtime,
@@ -153,6 +175,109 @@ async fn serve(
     req: Request<DeviceBody>,
     ex: &mut Option<Exchange>,
 ) -> Result<Response<RespBody>> {
+    let flight = match Box::pin(prepare(gw, rt, conn, req, ex)).await? {
+        Prepared::Answered(resp) => return Ok(*resp),
+        Prepared::Forward(f) => f,
+    };
+    let Flight {
+        req,
+        device,
+        svc,
+        att,
+        replay,
+        poll,
+        rto,
+        pin,
+    } = *flight;
+    // Pick server → forward, ended early if the device becomes blocked meanwhile.
+    let parked = (poll != LongPoll::No).then(|| gw.metrics.parked());
+    let user = device.as_ref().map(|d| d.user.as_str());
+    let dispatching = Box::pin(dispatch(gw, rt, conn, &svc, req, user, pin));
+    let wait = async {
+        let (sent, reuse) = dispatching.await?;
+        match sent.response(rto, &reuse.server.addr).await {
+            Ok(resp) => Ok((resp, reuse)),
+            Err(e) => Err(server_failed(gw, rt, &reuse.server, e)),
+        }
+    };
+    let (resp, reuse) = match &device {
+        Some(id) => {
+            let watch = AccessWatch {
+                immediate: poll != LongPoll::No,
+            };
+            tokio::select! {
+                r = wait => r?,
+                d = Box::pin(watch.blocked(gw, id)) => return ended_by_access(gw, id, &d, ex),
+            }
+        }
+        None => wait.await?,
+    };
+    drop(parked);
+    Box::pin(after_response(
+        gw,
+        rt,
+        conn,
+        Answer {
+            svc,
+            device,
+            att,
+            replay,
+            rto,
+            pin,
+        },
+        resp,
+        reuse,
+        ex,
+    ))
+    .await
+}
+
+/// What the response stages need from the request.
+struct Answer {
+    svc: Arc<ServiceModel>,
+    device: Option<DeviceIdentity>,
+    att: Option<attachments::Plan>,
+    replay: Option<Box<Replay>>,
+    rto: Duration,
+    pin: bool,
+}
+
+/// 451 processing, attachment control, then the response filter.
+async fn after_response(
+    gw: &Arc<Gateway>,
+    rt: &Runtime,
+    conn: &Arc<DeviceConn>,
+    a: Answer,
+    resp: Response<ServerBody>,
+    reuse: Reuse,
+    ex: &mut Option<Exchange>,
+) -> Result<Response<RespBody>> {
+    let user = a.device.as_ref().map(|d| d.user.as_str());
+    let (resp, reuse) = if resp.status().as_u16() == 451 && rt.activesync.redirect_processing {
+        follow_451(
+            gw, rt, conn, &a.svc, resp, reuse, a.replay, user, a.rto, a.pin,
+        )
+        .await?
+    } else {
+        (resp, reuse)
+    };
+    let (resp, reuse) = match a.att.as_ref().filter(|p| p.rewrites_response()) {
+        Some(p) => match attachments::filter_response(gw, rt, p, resp, reuse, ex).await? {
+            attachments::Filtered::Pass(resp, reuse) => (resp, reuse),
+            attachments::Filtered::Done(resp) => return Ok(*resp),
+        },
+        None => (resp, reuse),
+    };
+    filter_response(rt, resp, reuse, ex, a.device.is_none())
+}
+
+async fn prepare(
+    gw: &Arc<Gateway>,
+    rt: &Runtime,
+    conn: &Arc<DeviceConn>,
+    req: Request<DeviceBody>,
+    ex: &mut Option<Exchange>,
+) -> Result<Prepared> {
     // Identify device (404 for non-ActiveSync paths, 400 for a POST naming no device).
     let device = match identity::identify(&req)? {
         Identified::Options => None,
@@ -177,7 +302,8 @@ async fn serve(
                 }
                 let silence = rt.timeouts.socket_read_write;
                 // Rare: boxed so it does not grow every request's future.
-                return Box::pin(wipe::answer(gw, id, req.into_body(), silence)).await;
+                let resp = Box::pin(wipe::answer(gw, id, req.into_body(), silence)).await?;
+                return Ok(Prepared::Answered(Box::new(resp)));
             }
         }
     }
@@ -222,12 +348,16 @@ async fn serve(
         .as_ref()
         .map(|d| (d.user.as_str(), d.device_id.to_ascii_lowercase()));
     let (body, poll, complete) = match att.as_ref().filter(|p| p.rewrites_request()) {
+        // Boxed (as every stage that is over before the server answers): a parked Ping keeps
+        // this future for up to an hour, and its size is that of its largest stage.
         Some(p) => {
-            attachments::compose_request(gw, p, &mut parts, body, limit, silence, bytes_in, ex)
-                .await?
+            Box::pin(attachments::compose_request(
+                gw, p, &mut parts, body, limit, silence, bytes_in, ex,
+            ))
+            .await?
         }
         None => {
-            read_prefix(
+            Box::pin(read_prefix(
                 gw,
                 key.as_ref().map(|(u, d)| (*u, d.as_str())),
                 command,
@@ -236,7 +366,7 @@ async fn serve(
                 limit,
                 silence,
                 bytes_in,
-            )
+            ))
             .await?
         }
     };
@@ -278,34 +408,16 @@ async fn serve(
         _ => None,
     };
     let req = Request::from_parts(parts, body);
-
-    // Pick server → forward (following an allowed 451), ended early if the device becomes
-    // blocked meanwhile.
-    let parked = (poll != LongPoll::No).then(|| gw.metrics.parked());
-    let user = device.as_ref().map(|d| d.user.as_str());
-    let send = forward_stage(gw, rt, conn, &svc, req, replay, user, response_timeout, pin);
-    let (resp, reuse) = match &device {
-        Some(id) => {
-            let watch = AccessWatch {
-                immediate: poll != LongPoll::No,
-            };
-            tokio::select! {
-                r = send => r?,
-                d = Box::pin(watch.blocked(gw, id)) => return ended_by_access(gw, id, &d, ex),
-            }
-        }
-        None => send.await?,
-    };
-    drop(parked);
-
-    let (resp, reuse) = match att.as_ref().filter(|p| p.rewrites_response()) {
-        Some(p) => match attachments::filter_response(gw, rt, p, resp, reuse, ex).await? {
-            attachments::Filtered::Pass(resp, reuse) => (resp, reuse),
-            attachments::Filtered::Done(resp) => return Ok(*resp),
-        },
-        None => (resp, reuse),
-    };
-    filter_response(rt, resp, reuse, ex, device.is_none())
+    Ok(Prepared::Forward(Box::new(Flight {
+        req,
+        device,
+        svc,
+        att,
+        replay,
+        poll,
+        rto: response_timeout,
+        pin,
+    })))
 }
 
 /// Stage "decide access": the one access check per device request (decision + association),
@@ -426,35 +538,44 @@ impl Replay {
     }
 }
 
-/// Stage "pick server → forward", with 451 redirect processing (see [`crate::redirect`]): a
-/// user a 451 moved goes straight to the remembered target; a fresh 451 to an allowed host is
-/// replayed there (one hop), to any other host refused.
-#[allow(clippy::too_many_arguments)]
-async fn forward_stage(
+/// Stage "pick server → forward": a user a 451 moved goes straight to the remembered target,
+/// everyone else to a live server of the service. Returns once the request is written.
+async fn dispatch(
     gw: &Arc<Gateway>,
     rt: &Runtime,
     conn: &Arc<DeviceConn>,
     svc: &Arc<ServiceModel>,
     req: Request<UpBody>,
+    user: Option<&str>,
+    pin: bool,
+) -> Result<(Sent, Reuse)> {
+    match user.filter(|_| rt.activesync.redirect_processing) {
+        Some(u) => match to_remembered(gw, rt, conn, svc, req, u, pin).await? {
+            Ok(ok) => Ok(ok),
+            Err(req) => pick_and_send(gw, rt, conn, svc, req, pin).await,
+        },
+        None => pick_and_send(gw, rt, conn, svc, req, pin).await,
+    }
+}
+
+/// 451 redirect processing (see [`crate::redirect`]): a fresh 451 to an allowed host is
+/// replayed there (one hop), to any other host refused.
+#[allow(clippy::too_many_arguments)]
+async fn follow_451(
+    gw: &Arc<Gateway>,
+    rt: &Runtime,
+    conn: &Arc<DeviceConn>,
+    svc: &Arc<ServiceModel>,
+    resp: Response<ServerBody>,
+    reuse: Reuse,
     replay: Option<Box<Replay>>,
     user: Option<&str>,
     rto: Duration,
     pin: bool,
 ) -> Result<(Response<ServerBody>, Reuse)> {
-    let redirecting = rt.activesync.redirect_processing;
     let tls = rt.activesync.server_tls.is_some();
     let allowed_hosts = &rt.source.activesync.redirect_allowed_hosts;
-    let (resp, reuse) = match user.filter(|_| redirecting) {
-        // Redirect paths are rare: boxed so they do not grow every request's future.
-        Some(u) => match Box::pin(to_remembered(gw, rt, conn, svc, req, u, rto, pin)).await? {
-            Ok(ok) => ok,
-            Err(req) => pick_and_send(gw, rt, conn, svc, req, rto, pin).await?,
-        },
-        None => pick_and_send(gw, rt, conn, svc, req, rto, pin).await?,
-    };
-    if resp.status().as_u16() != 451 || !redirecting {
-        return Ok((resp, reuse));
-    }
+
     let Some(location) = resp.headers().get(eas::headers::X_MS_LOCATION) else {
         gw.metrics.redirect("passed_no_location");
         return Ok((resp, reuse));
@@ -485,12 +606,16 @@ async fn forward_stage(
     let server = gw.health.get(&target.addr);
     tracing::info!(server = %from, target_server = %target.addr, "451 redirect followed");
     let replayed = replay.request(&target, tls);
-    match Box::pin(send_to(gw, rt, conn, &server, replayed, rto, pin)).await {
-        Ok(ok) => {
+    let sent = match send_to(gw, rt, conn, &server, replayed, pin).await {
+        Ok((sent, _)) => sent.response(rto, &server.addr).await,
+        Err((e, _)) => Err(e),
+    };
+    match sent {
+        Ok(resp) => {
             gw.metrics.redirect("followed");
-            Ok(ok)
+            Ok((resp, Reuse { server }))
         }
-        Err((e, _)) => {
+        Err(e) => {
             gw.metrics.redirect("target_failed");
             if let Some(u) = user {
                 gw.redirects.forget(u);
@@ -510,9 +635,8 @@ async fn to_remembered(
     svc: &ServiceModel,
     mut req: Request<UpBody>,
     user: &str,
-    rto: Duration,
     pin: bool,
-) -> Result<std::result::Result<(Response<ServerBody>, Reuse), Request<UpBody>>> {
+) -> Result<std::result::Result<(Sent, Reuse), Request<UpBody>>> {
     let Some(target) = gw.redirects.get(user) else {
         return Ok(Err(req));
     };
@@ -531,7 +655,7 @@ async fn to_remembered(
     req.headers_mut()
         .insert(header::HOST, forward::host_header(&target.addr, tls));
     let server = gw.health.get(&target.addr);
-    match send_to(gw, rt, conn, &server, req, rto, pin).await {
+    match send_to(gw, rt, conn, &server, req, pin).await {
         Ok(ok) => Ok(Ok(ok)),
         Err((e, Some(mut r))) => {
             tracing::warn!(target_server = %target.addr, error = %e, "remembered 451 target unreachable; forgetting it");
@@ -713,9 +837,8 @@ async fn pick_and_send(
     conn: &Arc<DeviceConn>,
     svc: &ServiceModel,
     mut req: Request<UpBody>,
-    rto: Duration,
     pin: bool,
-) -> Result<(Response<ServerBody>, Reuse)> {
+) -> Result<(Sent, Reuse)> {
     let tls = rt.activesync.server_tls.is_some();
     if pin
         && let Some(p) = conn.take_pinned()
@@ -730,12 +853,8 @@ async fn pick_and_send(
             server: p.server.clone(),
         };
         let silence = rt.timeouts.socket_read_write;
-        match p
-            .conn
-            .send(req, rto, silence, &p.server.addr, Some(home))
-            .await
-        {
-            Ok(resp) => return Ok((resp, Reuse { server: p.server })),
+        match p.conn.write(req, silence, &p.server.addr, Some(home)).await {
+            Ok(sent) => return Ok((sent, Reuse { server: p.server })),
             Err((e, Some(r))) => {
                 tracing::debug!(error = %e, "pinned server connection closed before use");
                 req = r;
@@ -752,7 +871,7 @@ async fn pick_and_send(
         }
         req.headers_mut()
             .insert(header::HOST, server.host_header(tls));
-        match send_to(gw, rt, conn, &server, req, rto, pin).await {
+        match send_to(gw, rt, conn, &server, req, pin).await {
             Ok(ok) => return Ok(ok),
             Err((e, Some(r))) => {
                 tracing::warn!(server = %server.addr, error = %e, "server not reachable, trying the next one");
@@ -815,9 +934,8 @@ async fn send_to(
     conn: &Arc<DeviceConn>,
     server: &Arc<ServerHealth>,
     mut req: Request<UpBody>,
-    rto: Duration,
     pin: bool,
-) -> std::result::Result<(Response<ServerBody>, Reuse), SendFailure> {
+) -> std::result::Result<(Sent, Reuse), SendFailure> {
     let tls_cfg = rt.activesync.server_tls.as_ref();
     let tls = tls_cfg.is_some();
     let idle = gw.pool.idle(&server.addr);
@@ -839,8 +957,8 @@ async fn send_to(
         let Some(c) = idle.take(tls, rt.timeouts.server_pool_idle) else {
             break;
         };
-        match c.send(req, rto, silence, &server.addr, home()).await {
-            Ok(resp) => return Ok((resp, reuse())),
+        match c.write(req, silence, &server.addr, home()).await {
+            Ok(sent) => return Ok((sent, reuse())),
             Err((_, Some(r))) => req = r,
             Err((e, None)) => return Err((e, None)),
         }
@@ -849,10 +967,10 @@ async fn send_to(
         Ok(io) => io,
         Err(e) => return Err((e, Some(req))),
     };
-    let resp = ServerConn::new(io)
-        .send(req, rto, silence, &server.addr, home())
+    let sent = ServerConn::new(io)
+        .write(req, silence, &server.addr, home())
         .await?;
-    Ok((resp, reuse()))
+    Ok((sent, reuse()))
 }
 
 /// The device's answer for an error: its status, `Retry-After` for 503, empty body.

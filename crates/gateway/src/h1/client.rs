@@ -59,17 +59,28 @@ impl ServerConn {
         self.io.idle_is_clean()
     }
 
-    /// Writes `req` (head and body) and waits up to `rto` for the response head. Writes wait at
-    /// most `silence` each. The response body streams from this connection and returns it to
-    /// `home` when it ends cleanly.
+    /// [`ServerConn::write`] then [`Sent::response`].
     pub async fn send(
-        mut self,
+        self,
         req: Request<UpBody>,
         rto: Duration,
         silence: Duration,
         server: &ServerAddr,
         home: Option<Home>,
     ) -> Result<Response<ServerBody>, SendFailure> {
+        let sent = Box::pin(self.write(req, silence, server, home)).await?;
+        sent.response(rto, server).await.map_err(|e| (e, None))
+    }
+
+    /// Writes `req` (head and body), each write waiting at most `silence`. What comes back is
+    /// small on purpose: it is what a parked long poll holds while the server thinks.
+    pub async fn write(
+        mut self,
+        req: Request<UpBody>,
+        silence: Duration,
+        server: &ServerAddr,
+        home: Option<Home>,
+    ) -> Result<Sent, SendFailure> {
         let upstream = |source: io::Error| Error::Upstream {
             server: server.clone(),
             source,
@@ -133,43 +144,11 @@ impl ServerConn {
             Err(Fail::Io(e)) => return Err((upstream(e), None)),
         }
         drop(body);
-        let (h, mut buf) = match tokio::time::timeout(rto, self.read_head(is_head)).await {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => return Err((upstream(e), None)),
-            Err(_) => {
-                return Err((
-                    Error::ResponseTimeout {
-                        server: server.clone(),
-                        timeout: rto,
-                    },
-                    None,
-                ));
-            }
-        };
-        buf.consume(h.len);
-        let body = match h.framing {
-            Framing::Empty => {
-                if buf.is_empty() && !h.close {
-                    self.give_back(home);
-                }
-                ServerBody::full(None)
-            }
-            Framing::Length(n) if buf.len() as u64 >= n => {
-                let n = n as usize;
-                let data = Bytes::copy_from_slice(&buf.bytes()[..n]);
-                if buf.len() == n && !h.close {
-                    self.give_back(home);
-                }
-                ServerBody::full(Some(data))
-            }
-            f => ServerBody(Kind::Stream(Box::new(Streaming {
-                conn: Some(self),
-                reader: BodyReader::new(Decoder::new(f), Some(buf)),
-                home,
-                close: h.close,
-            }))),
-        };
-        Ok(Response::from_parts(h.parts, body))
+        Ok(Sent {
+            conn: self,
+            is_head,
+            home,
+        })
     }
 
     fn give_back(mut self, home: Option<Home>) {
@@ -178,7 +157,71 @@ impl ServerConn {
             h.put(self);
         }
     }
+}
 
+/// A request written to a server, its response not read yet.
+pub struct Sent {
+    conn: ServerConn,
+    is_head: bool,
+    home: Option<Home>,
+}
+
+impl Sent {
+    /// Waits up to `rto` for the response head (holding no buffer until bytes arrive). The body
+    /// streams from the connection and returns it to its home when it ends cleanly.
+    pub async fn response(
+        self,
+        rto: Duration,
+        server: &ServerAddr,
+    ) -> Result<Response<ServerBody>, Error> {
+        let Sent {
+            conn: mut this,
+            is_head,
+            home,
+        } = self;
+        let (h, mut buf) = match tokio::time::timeout(rto, this.read_head(is_head)).await {
+            Ok(Ok(x)) => x,
+            Ok(Err(source)) => {
+                return Err(Error::Upstream {
+                    server: server.clone(),
+                    source,
+                });
+            }
+            Err(_) => {
+                return Err(Error::ResponseTimeout {
+                    server: server.clone(),
+                    timeout: rto,
+                });
+            }
+        };
+        buf.consume(h.len);
+        let body = match h.framing {
+            Framing::Empty => {
+                if buf.is_empty() && !h.close {
+                    this.give_back(home);
+                }
+                ServerBody::full(None)
+            }
+            Framing::Length(n) if buf.len() as u64 >= n => {
+                let n = n as usize;
+                let data = Bytes::copy_from_slice(&buf.bytes()[..n]);
+                if buf.len() == n && !h.close {
+                    this.give_back(home);
+                }
+                ServerBody::full(Some(data))
+            }
+            f => ServerBody(Kind::Stream(Box::new(Streaming {
+                conn: Some(this),
+                reader: BodyReader::new(Decoder::new(f), Some(buf)),
+                home,
+                close: h.close,
+            }))),
+        };
+        Ok(Response::from_parts(h.parts, body))
+    }
+}
+
+impl ServerConn {
     /// Waits for the response head, taking a buffer only once bytes arrive; skips interim (1xx)
     /// responses.
     async fn read_head(&mut self, is_head: bool) -> io::Result<(head::ResponseHead, Loan)> {

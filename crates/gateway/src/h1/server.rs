@@ -154,85 +154,43 @@ pub async fn serve(
     let mut carry: Option<Loan> = None;
     // Empty only while a streaming request body has the socket.
     let mut slot = Some(io);
+    // Each stage that is over before the request path answers is boxed, so what a parked
+    // request holds is this loop's few locals and the boxed request path.
     while let Some(io) = slot.as_mut() {
-        let (h, mut buf) = match next_head(io, &mut carry, &mut stop, &s).await {
+        let next = match next_head(io, &mut carry, &mut stop, &s).await {
             Ok(Some(x)) => x,
             Ok(None) => break,
             Err(e) => {
-                refuse(io, &conn, &e, &s).await;
+                Box::pin(refuse(io, &conn, &e, &s)).await;
                 break;
             }
         };
-        let RequestHead {
-            parts,
-            len,
-            framing,
-            mut close,
-            expect_continue,
-        } = h;
-        buf.consume(len);
-        let is_head = parts.method == Method::HEAD;
-        let http10 = parts.version == Version::HTTP_10;
-        let mut back: Option<oneshot::Receiver<Returned>> = None;
-        let body = match framing {
-            Framing::Length(n) if n > s.max_body => {
-                let e = Error::BodyTooLarge { limit: s.max_body };
-                refuse(io, &conn, &e, &s).await;
-                break;
-            }
-            Framing::Empty => {
-                carry = Some(buf).filter(|b| !b.is_empty());
-                DeviceBody::empty()
-            }
-            Framing::Length(n) if n <= FULL_BODY_MAX => {
-                match read_full(io, &mut buf, n as usize, expect_continue, &s).await {
-                    Ok(b) => {
-                        carry = Some(buf).filter(|b| !b.is_empty());
-                        DeviceBody::Full(Some(b))
-                    }
-                    Err(e) => {
-                        tracing::debug!(peer = %conn.peer, error = %e, "device request body failed");
-                        break;
-                    }
-                }
-            }
-            f => {
-                if expect_continue && buf.is_empty() && continue_100(io, &s).await.is_err() {
-                    break;
-                }
-                let (tx, rx) = oneshot::channel();
-                back = Some(rx);
-                DeviceBody::Stream(Box::new(StreamBody {
-                    io: slot.take(),
-                    reader: BodyReader::new(Decoder::new(f), Some(buf)),
-                    back: Some(tx),
-                }))
-            }
+        let Some((req, meta)) =
+            Box::pin(read_request(&conn, &mut slot, &mut carry, next, &s)).await
+        else {
+            break;
         };
-        let req = Request::from_parts(parts, body);
-        // Boxed: the request future is large and alive only while a request is.
         let handling = Box::pin(proxy::handle(gw.clone(), conn.clone(), req));
-        let resp = match back.take() {
+        let (resp, close) = match meta.back {
             Some(rx) => {
-                let resp = handling.await;
+                let resp = Box::new(handling.await);
                 // The socket comes back once the body has been read (or dropped).
                 match tokio::time::timeout(s.silence, rx).await {
                     Ok(Ok(r)) => {
                         slot = Some(r.io);
                         carry = r.leftover;
-                        close |= !r.complete;
+                        (resp, meta.close || !r.complete)
                     }
                     _ => {
                         tracing::debug!(peer = %conn.peer, "device body still in use: closing");
                         return;
                     }
                 }
-                resp
             }
             None => {
                 let Some(io) = slot.as_mut() else { return };
                 tokio::select! {
-                    r = handling => r,
+                    r = handling => (Box::new(r), meta.close),
                     () = device_gone(io, &mut carry) => {
                         tracing::debug!(peer = %conn.peer, "device closed its connection during a request");
                         return;
@@ -240,10 +198,21 @@ pub async fn serve(
                 }
             }
         };
-        let Ok(resp) = resp;
         let keep = !close && !*stop.borrow();
         let Some(io) = slot.as_mut() else { return };
-        match write_response(io, resp, is_head, http10, keep, &s).await {
+        let resp = match *resp {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        let writing = Box::pin(write_response(
+            io,
+            resp,
+            meta.is_head,
+            meta.http10,
+            keep,
+            &s,
+        ));
+        match writing.await {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
@@ -255,6 +224,77 @@ pub async fn serve(
     if let Some(io) = slot.as_mut() {
         let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
     }
+}
+
+/// What the connection needs to know about a request once it is handled.
+struct Meta {
+    is_head: bool,
+    http10: bool,
+    close: bool,
+    /// A streaming body has the socket: it comes back here.
+    back: Option<oneshot::Receiver<Returned>>,
+}
+
+/// The request after its head: its body read whole (small), or the socket handed to a
+/// streaming body. `None`: the connection must close (refused, or the body failed).
+async fn read_request(
+    conn: &DeviceConn,
+    slot: &mut Option<DeviceSocket>,
+    carry: &mut Option<Loan>,
+    (h, mut buf): (RequestHead, Loan),
+    s: &Settings,
+) -> Option<(Request<DeviceBody>, Meta)> {
+    let io = slot.as_mut()?;
+    let RequestHead {
+        parts,
+        len,
+        framing,
+        close,
+        expect_continue,
+    } = h;
+    buf.consume(len);
+    let mut meta = Meta {
+        is_head: parts.method == Method::HEAD,
+        http10: parts.version == Version::HTTP_10,
+        close,
+        back: None,
+    };
+    let body = match framing {
+        Framing::Length(n) if n > s.max_body => {
+            let e = Error::BodyTooLarge { limit: s.max_body };
+            refuse(io, conn, &e, s).await;
+            return None;
+        }
+        Framing::Empty => {
+            *carry = Some(buf).filter(|b| !b.is_empty());
+            DeviceBody::empty()
+        }
+        Framing::Length(n) if n <= FULL_BODY_MAX => {
+            match read_full(io, &mut buf, n as usize, expect_continue, s).await {
+                Ok(b) => {
+                    *carry = Some(buf).filter(|b| !b.is_empty());
+                    DeviceBody::Full(Some(b))
+                }
+                Err(e) => {
+                    tracing::debug!(peer = %conn.peer, error = %e, "device request body failed");
+                    return None;
+                }
+            }
+        }
+        f => {
+            if expect_continue && buf.is_empty() && continue_100(io, s).await.is_err() {
+                return None;
+            }
+            let (tx, rx) = oneshot::channel();
+            meta.back = Some(rx);
+            DeviceBody::Stream(Box::new(StreamBody {
+                io: slot.take(),
+                reader: BodyReader::new(Decoder::new(f), Some(buf)),
+                back: Some(tx),
+            }))
+        }
+    };
+    Some((Request::from_parts(parts, body), meta))
 }
 
 /// Waits for and parses the next request head. `None`: the connection should close quietly
