@@ -23,22 +23,45 @@ pub struct RawHead(pub Bytes);
 impl RawHead {
     /// The first spelling of `name` in the head, if it is there.
     pub fn spelling(&self, name: &HeaderName) -> Option<&[u8]> {
-        let want = name.as_str().as_bytes();
-        let mut lines = self.0.split(|b| *b == b'\n');
+        Names::of(&self.0)
+            .find(name.as_str().as_bytes(), 0)
+            .map(|(n, _)| n)
+    }
+}
+
+/// The header names of a raw head, in order, for spelling look-ups while a head is written.
+struct Names<'a> {
+    names: [&'a [u8]; MAX_HEADERS],
+    len: usize,
+}
+
+impl<'a> Names<'a> {
+    fn of(raw: &'a [u8]) -> Self {
+        let mut names: [&[u8]; MAX_HEADERS] = [&[]; MAX_HEADERS];
+        let mut len = 0;
+        let mut lines = raw.split(|b| *b == b'\n');
         lines.next(); // request or status line
         for line in lines {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
+            if line.is_empty() || len == MAX_HEADERS {
                 break;
             }
             if let Some(colon) = line.iter().position(|b| *b == b':') {
-                let n = &line[..colon];
-                if n.eq_ignore_ascii_case(want) {
-                    return Some(n);
-                }
+                names[len] = &line[..colon];
+                len += 1;
             }
         }
-        None
+        Self { names, len }
+    }
+
+    /// The spelling of `want` (lowercase) and its index, looking from `hint` on first (headers
+    /// are usually written in the order they arrived).
+    fn find(&self, want: &[u8], hint: usize) -> Option<(&'a [u8], usize)> {
+        let hit = |i: usize| {
+            let n = self.names[i];
+            (n.len() == want.len() && n.eq_ignore_ascii_case(want)).then_some((n, i))
+        };
+        (hint..self.len).chain(0..hint.min(self.len)).find_map(hit)
     }
 }
 
@@ -265,6 +288,8 @@ fn response_framing(h: &HeaderMap, s: StatusCode, head_request: bool) -> Result<
 /// Writes `name: value` lines for every header except the framing ones (written by the caller),
 /// each name spelled as in `raw` when it came from there, else in Title-Case.
 fn write_headers(out: &mut Vec<u8>, h: &HeaderMap, raw: Option<&RawHead>) {
+    let names = raw.map(|r| Names::of(&r.0));
+    let mut hint = 0;
     for (name, value) in h {
         if name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
@@ -272,8 +297,14 @@ fn write_headers(out: &mut Vec<u8>, h: &HeaderMap, raw: Option<&RawHead>) {
         {
             continue;
         }
-        match raw.and_then(|r| r.spelling(name)) {
-            Some(n) => out.extend_from_slice(n),
+        match names
+            .as_ref()
+            .and_then(|n| n.find(name.as_str().as_bytes(), hint))
+        {
+            Some((n, i)) => {
+                out.extend_from_slice(n);
+                hint = i + 1;
+            }
             None => title_case(out, name.as_str()),
         }
         out.extend_from_slice(b": ");
