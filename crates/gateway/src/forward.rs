@@ -368,7 +368,7 @@ pin_project! {
         #[pin]
         timer: IdleTimer,
         done: bool,
-        exchange: Option<Exchange>,
+        exchange: Option<Box<Exchange>>,
         server: Arc<ServerHealth>,
         policy: ServerPolicy,
         bytes: u64,
@@ -388,7 +388,7 @@ impl DownBody {
             inner,
             timer: IdleTimer::new(silence),
             server: reuse.server,
-            exchange: Some(exchange),
+            exchange: Some(Box::new(exchange)),
             policy,
             bytes: 0,
         }

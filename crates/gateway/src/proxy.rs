@@ -147,9 +147,10 @@ pub async fn handle(
     Ok(resp)
 }
 
-/// A request on its way to a server, and what its response needs.
-struct Flight {
-    req: Request<UpBody>,
+/// A request on its way to a server (`R`: the request, or `()` once it is written), and what its
+/// response needs.
+struct Flight<R = Request<UpBody>> {
+    req: R,
     device: Option<DeviceIdentity>,
     svc: Arc<ServiceModel>,
     att: Option<attachments::Plan>,
@@ -157,6 +158,48 @@ struct Flight {
     poll: LongPoll,
     rto: Duration,
     pin: bool,
+}
+
+enum Dispatched {
+    Answered(Box<Response<RespBody>>),
+    Sent(Box<(Sent, Reuse, Flight<()>)>),
+}
+
+/// [`prepare`], then [`dispatch`]: the request is written to a server when this returns.
+async fn prepare_and_dispatch(
+    gw: &Arc<Gateway>,
+    rt: &Runtime,
+    conn: &Arc<DeviceConn>,
+    req: Request<DeviceBody>,
+    ex: &mut Option<Exchange>,
+) -> Result<Dispatched> {
+    let f = match prepare(gw, rt, conn, req, ex).await? {
+        Prepared::Answered(resp) => return Ok(Dispatched::Answered(resp)),
+        Prepared::Forward(f) => *f,
+    };
+    let Flight {
+        req,
+        device,
+        svc,
+        att,
+        replay,
+        poll,
+        rto,
+        pin,
+    } = f;
+    let user = device.as_ref().map(|d| d.user.as_str());
+    let (sent, reuse) = dispatch(gw, rt, conn, &svc, req, user, pin).await?;
+    let flight = Flight {
+        req: (),
+        device,
+        svc,
+        att,
+        replay,
+        poll,
+        rto,
+        pin,
+    };
+    Ok(Dispatched::Sent(Box::new((sent, reuse, flight))))
 }
 
 enum Prepared {
@@ -175,32 +218,21 @@ async fn serve(
     req: Request<DeviceBody>,
     ex: &mut Option<Exchange>,
 ) -> Result<Response<RespBody>> {
-    let flight = match Box::pin(prepare(gw, rt, conn, req, ex)).await? {
-        Prepared::Answered(resp) => return Ok(*resp),
-        Prepared::Forward(f) => f,
+    // Prepare and dispatch share one box (one allocation): both are over before the wait.
+    let (sent, reuse, flight) = match Box::pin(prepare_and_dispatch(gw, rt, conn, req, ex)).await? {
+        Dispatched::Answered(resp) => return Ok(*resp),
+        Dispatched::Sent(d) => *d,
     };
-    let Flight {
-        req,
-        device,
-        svc,
-        att,
-        replay,
-        poll,
-        rto,
-        pin,
-    } = *flight;
-    // Pick server → forward, ended early if the device becomes blocked meanwhile.
+    let poll = flight.poll;
     let parked = (poll != LongPoll::No).then(|| gw.metrics.parked());
-    let user = device.as_ref().map(|d| d.user.as_str());
-    let dispatching = Box::pin(dispatch(gw, rt, conn, &svc, req, user, pin));
     let wait = async {
-        let (sent, reuse) = dispatching.await?;
-        match sent.response(rto, &reuse.server.addr).await {
+        match sent.response(flight.rto, &reuse.server.addr).await {
             Ok(resp) => Ok((resp, reuse)),
             Err(e) => Err(server_failed(gw, rt, &reuse.server, e)),
         }
     };
-    let (resp, reuse) = match &device {
+    // Ended early if the device becomes blocked meanwhile.
+    let (resp, reuse) = match &flight.device {
         Some(id) => {
             let watch = AccessWatch {
                 immediate: poll != LongPoll::No,
@@ -213,23 +245,15 @@ async fn serve(
         None => wait.await?,
     };
     drop(parked);
-    Box::pin(after_response(
-        gw,
-        rt,
-        conn,
-        Answer {
-            svc,
-            device,
-            att,
-            replay,
-            rto,
-            pin,
-        },
-        resp,
-        reuse,
-        ex,
-    ))
-    .await
+    let answer = Answer {
+        svc: flight.svc,
+        device: flight.device,
+        att: flight.att,
+        replay: flight.replay,
+        rto: flight.rto,
+        pin: flight.pin,
+    };
+    Box::pin(after_response(gw, rt, conn, answer, resp, reuse, ex)).await
 }
 
 /// What the response stages need from the request.
@@ -254,18 +278,21 @@ async fn after_response(
 ) -> Result<Response<RespBody>> {
     let user = a.device.as_ref().map(|d| d.user.as_str());
     let (resp, reuse) = if resp.status().as_u16() == 451 && rt.activesync.redirect_processing {
-        follow_451(
+        // Rare paths (451, attachment control) are boxed: this future is allocated per request.
+        Box::pin(follow_451(
             gw, rt, conn, &a.svc, resp, reuse, a.replay, user, a.rto, a.pin,
-        )
+        ))
         .await?
     } else {
         (resp, reuse)
     };
     let (resp, reuse) = match a.att.as_ref().filter(|p| p.rewrites_response()) {
-        Some(p) => match attachments::filter_response(gw, rt, p, resp, reuse, ex).await? {
-            attachments::Filtered::Pass(resp, reuse) => (resp, reuse),
-            attachments::Filtered::Done(resp) => return Ok(*resp),
-        },
+        Some(p) => {
+            match Box::pin(attachments::filter_response(gw, rt, p, resp, reuse, ex)).await? {
+                attachments::Filtered::Pass(resp, reuse) => (resp, reuse),
+                attachments::Filtered::Done(resp) => return Ok(*resp),
+            }
+        }
         None => (resp, reuse),
     };
     filter_response(rt, resp, reuse, ex, a.device.is_none())
