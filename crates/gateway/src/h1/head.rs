@@ -92,7 +92,8 @@ fn bad(reason: impl Into<String>) -> Error {
     }
 }
 
-/// Parses a request head from the start of `buf`; `Ok(None)` while it is incomplete.
+/// Parses a request head from the start of `buf`; `Ok(None)` while it is incomplete. A head
+/// longer than `max_head` bytes is refused (431) however it arrived.
 pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>, Error> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut slots);
@@ -104,6 +105,10 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
         }
         Err(e) => return Err(bad(format!("malformed request head: {e}"))),
     };
+    // A head may arrive in one read larger than the limit: the limit is on the head, not reads.
+    if len > max_head {
+        return Err(Error::HeadTooLarge { limit: max_head });
+    }
     let raw = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
     let slice = |s: &[u8]| {
@@ -466,6 +471,12 @@ mod tests {
         many.extend_from_slice(b"\r\n");
         let e = parse_request(&many, 8192).err().unwrap();
         assert_eq!(e.status().as_u16(), 431);
+        let mut long = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
+        long.resize(9000, b'a');
+        long.extend_from_slice(b"\r\n\r\n");
+        let e = parse_request(&long, 8192).err().unwrap();
+        assert_eq!(e.status().as_u16(), 431, "complete but over the limit");
+        assert!(parse_request(&long, 16384).unwrap().is_some());
     }
 
     #[test]

@@ -38,7 +38,8 @@ const MAX_AHEAD: usize = 64 * 1024;
 /// What the connection needs from the runtime current at accept time.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
-    /// Idle keep-alive or connection open → complete request head (and small body).
+    /// Idle keep-alive or connection open → complete request head. Bodies are bounded by
+    /// `silence` per read.
     pub device_request: Duration,
     /// Longest silence while bytes are moving.
     pub silence: Duration,
@@ -172,18 +173,36 @@ pub async fn serve(
         };
         let handling = Box::pin(proxy::handle(gw.clone(), conn.clone(), req));
         let (resp, close) = match meta.back {
-            Some(rx) => {
-                let resp = Box::new(handling.await);
-                // The socket comes back once the body has been read (or dropped).
-                match tokio::time::timeout(s.silence, rx).await {
-                    Ok(Ok(r)) => {
-                        slot = Some(r.io);
-                        carry = r.leftover;
-                        (resp, meta.close || !r.complete)
+            Some(mut rx) => {
+                let mut handling = handling;
+                // The streaming body has the socket; it comes back once the body has been read
+                // (or dropped), usually before the server answers.
+                let (answered, back) = tokio::select! {
+                    r = &mut handling => {
+                        let back = tokio::time::timeout(s.silence, &mut rx).await;
+                        (Some(r), back.ok().and_then(Result::ok))
                     }
-                    _ => {
-                        tracing::debug!(peer = %conn.peer, "device body still in use: closing");
-                        return;
+                    back = &mut rx => (None, back.ok()),
+                };
+                let Some(r) = back else {
+                    tracing::debug!(peer = %conn.peer, "device body still in use: closing");
+                    return;
+                };
+                slot = Some(r.io);
+                carry = r.leftover;
+                let close = meta.close || !r.complete;
+                match answered {
+                    Some(resp) => (Box::new(resp), close),
+                    None => {
+                        // Still in flight (a parked Ping): watch for the device going away.
+                        let Some(io) = slot.as_mut() else { return };
+                        tokio::select! {
+                            r = handling => (Box::new(r), close),
+                            () = device_gone(io, &mut carry) => {
+                                tracing::debug!(peer = %conn.peer, "device closed its connection during a request");
+                                return;
+                            }
+                        }
                     }
                 }
             }
@@ -327,7 +346,8 @@ async fn next_head(
         {
             return Ok(Some((h, buf)));
         }
-        if !buf.room(2048, s.max_head.max(1024)) {
+        // Incomplete and already at the limit (a read may bring more than asked for).
+        if buf.len() >= s.max_head || !buf.room(2048, s.max_head.max(1024)) {
             return Err(Error::HeadTooLarge { limit: s.max_head });
         }
         let n = match tokio::time::timeout_at(deadline, io.read_buf(buf.vec())).await {
