@@ -173,37 +173,13 @@ pub async fn serve(
         };
         let handling = Box::pin(proxy::handle(gw.clone(), conn.clone(), req));
         let (resp, close) = match meta.back {
-            Some(mut rx) => {
-                let mut handling = handling;
-                // The streaming body has the socket; it comes back once the body has been read
-                // (or dropped), usually before the server answers.
-                let (answered, back) = tokio::select! {
-                    r = &mut handling => {
-                        let back = tokio::time::timeout(s.silence, &mut rx).await;
-                        (Some(r), back.ok().and_then(Result::ok))
-                    }
-                    back = &mut rx => (None, back.ok()),
-                };
-                let Some(r) = back else {
-                    tracing::debug!(peer = %conn.peer, "device body still in use: closing");
-                    return;
-                };
-                slot = Some(r.io);
-                carry = r.leftover;
-                let close = meta.close || !r.complete;
-                match answered {
-                    Some(resp) => (Box::new(resp), close),
-                    None => {
-                        // Still in flight (a parked Ping): watch for the device going away.
-                        let Some(io) = slot.as_mut() else { return };
-                        tokio::select! {
-                            r = handling => (Box::new(r), close),
-                            () = device_gone(io, &mut carry) => {
-                                tracing::debug!(peer = %conn.peer, "device closed its connection during a request");
-                                return;
-                            }
-                        }
-                    }
+            // Rare (large or chunked request bodies): boxed, so it does not grow every
+            // connection's future.
+            Some(rx) => {
+                let after = after_streamed_body(&conn, handling, rx, &mut slot, &mut carry, &s);
+                match Box::pin(after).await {
+                    Some((resp, close)) => (resp, close || meta.close),
+                    None => return,
                 }
             }
             None => {
@@ -242,6 +218,50 @@ pub async fn serve(
     }
     if let Some(io) = slot.as_mut() {
         let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+    }
+}
+
+type Handled = Box<Result<Response<RespBody>, std::convert::Infallible>>;
+
+/// A request whose body streamed: the socket comes back once the body has been read (or
+/// dropped), usually before the server answers; while the request is still in flight (a parked
+/// Ping) the device going away ends it, as for small bodies. `None`: close the connection.
+async fn after_streamed_body(
+    conn: &DeviceConn,
+    mut handling: std::pin::Pin<
+        Box<
+            impl std::future::Future<Output = Result<Response<RespBody>, std::convert::Infallible>>,
+        >,
+    >,
+    mut rx: oneshot::Receiver<Returned>,
+    slot: &mut Option<DeviceSocket>,
+    carry: &mut Option<Loan>,
+    s: &Settings,
+) -> Option<(Handled, bool)> {
+    let (answered, back) = tokio::select! {
+        r = &mut handling => {
+            let back = tokio::time::timeout(s.silence, &mut rx).await;
+            (Some(r), back.ok().and_then(Result::ok))
+        }
+        back = &mut rx => (None, back.ok()),
+    };
+    let Some(r) = back else {
+        tracing::debug!(peer = %conn.peer, "device body still in use: closing");
+        return None;
+    };
+    *slot = Some(r.io);
+    *carry = r.leftover;
+    let close = !r.complete;
+    if let Some(resp) = answered {
+        return Some((Box::new(resp), close));
+    }
+    let io = slot.as_mut()?;
+    tokio::select! {
+        r = handling => Some((Box::new(r), close)),
+        () = device_gone(io, carry) => {
+            tracing::debug!(peer = %conn.peer, "device closed its connection during a request");
+            None
+        }
     }
 }
 
