@@ -190,13 +190,42 @@ fn headers(
 ) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::with_capacity(parsed.len());
     for h in parsed {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| format!("invalid header name {:?}", clip(h.name)))?;
+        let name = match known_name(h.name.as_bytes()) {
+            Some(n) => n,
+            None => HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| format!("invalid header name {:?}", clip(h.name)))?,
+        };
         let value = HeaderValue::from_maybe_shared(slice(h.value))
             .map_err(|_| format!("invalid value of header {}", clip(h.name)))?;
         map.append(name, value);
     }
     Ok(map)
+}
+
+/// Names every ActiveSync exchange carries that the `http` crate does not know: matched here so
+/// they are not copied into a fresh allocation per request (standard names never are).
+static KNOWN: [HeaderName; 14] = [
+    HeaderName::from_static("ms-asprotocolversion"),
+    HeaderName::from_static("x-ms-policykey"),
+    HeaderName::from_static("ms-asacceptmultipart"),
+    HeaderName::from_static("ms-asprotocolversions"),
+    HeaderName::from_static("ms-asprotocolcommands"),
+    HeaderName::from_static("ms-server-activesync"),
+    HeaderName::from_static("x-ms-location"),
+    HeaderName::from_static("x-ms-rp"),
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-powered-by"),
+    HeaderName::from_static("x-aspnet-version"),
+    HeaderName::from_static("x-content-type-options"),
+    HeaderName::from_static("x-feserver"),
+];
+
+fn known_name(raw: &[u8]) -> Option<HeaderName> {
+    KNOWN
+        .iter()
+        .find(|k| k.as_str().len() == raw.len() && k.as_str().as_bytes().eq_ignore_ascii_case(raw))
+        .cloned()
 }
 
 fn clip(s: &str) -> String {
@@ -444,6 +473,17 @@ mod tests {
         assert!(s.contains("\r\nMS-ASProtocolVersion: 14.1\r\n"), "{s}");
         assert!(s.contains("\r\nX-Dup: a\r\nX-Dup: b\r\n"), "{s}");
         assert!(s.ends_with("Content-Length: 3\r\n\r\n"), "{s}");
+    }
+
+    #[test]
+    fn activesync_names_are_matched_in_any_case() {
+        assert_eq!(
+            known_name(b"MS-ASProtocolVersion").unwrap().as_str(),
+            "ms-asprotocolversion"
+        );
+        assert_eq!(known_name(b"X-MS-PolicyKey").unwrap(), "x-ms-policykey");
+        assert!(known_name(b"X-MS-PolicyKeyX").is_none());
+        assert!(known_name(b"Content-Type").is_none());
     }
 
     #[test]
