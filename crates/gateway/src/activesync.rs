@@ -114,12 +114,17 @@ fn plain_facts(q: &str) -> QueryFacts {
     let mut f = QueryFacts::default();
     for pair in q.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match k.to_ascii_lowercase().as_str() {
-            "cmd" => &mut f.command,
-            "user" => &mut f.user,
-            "deviceid" => &mut f.device_id,
-            "devicetype" => &mut f.device_type,
-            _ => continue,
+        // Compared in place: this runs once per audit line.
+        let slot = if k.eq_ignore_ascii_case("cmd") {
+            &mut f.command
+        } else if k.eq_ignore_ascii_case("user") {
+            &mut f.user
+        } else if k.eq_ignore_ascii_case("deviceid") {
+            &mut f.device_id
+        } else if k.eq_ignore_ascii_case("devicetype") {
+            &mut f.device_type
+        } else {
+            continue;
         };
         *slot = Some(percent_decode(v));
     }
