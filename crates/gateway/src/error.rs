@@ -85,6 +85,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// The server stopped taking the request body part-way (a server refusing an upload it
+    /// finds too large answers and closes). Not counted against the server's health: one device
+    /// must not be able to mark a server dead with its uploads.
+    #[error("server {server} stopped reading the request body: {source}")]
+    UploadRefused {
+        server: ServerAddr,
+        source: std::io::Error,
+    },
+
     /// A device request head or framing the gateway refuses to interpret (smuggling-prone or
     /// malformed): 400, never forwarded.
     #[error("malformed request: {reason}")]
@@ -190,6 +199,7 @@ impl Error {
             | Error::BadRequest { .. }
             | Error::HeadTooLarge { .. }
             | Error::RequestHeadTimeout
+            | Error::UploadRefused { .. }
             | Error::Blocked { .. } => Blame::Device,
             Error::Access(e) => match e.fault() {
                 crate::access::Fault::Client => Blame::Device,
@@ -221,6 +231,7 @@ impl Error {
             | Error::ServerTls { server, .. }
             | Error::Handshake { server, .. }
             | Error::Upstream { server, .. }
+            | Error::UploadRefused { server, .. }
             | Error::ResponseTimeout { server, .. } => Some(server),
             _ => None,
         }
@@ -262,7 +273,8 @@ impl Error {
             | Error::ServerTls { .. }
             | Error::InvalidServerName { .. }
             | Error::Handshake { .. }
-            | Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            | Error::Upstream { .. }
+            | Error::UploadRefused { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 

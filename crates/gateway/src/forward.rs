@@ -50,7 +50,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in listed {
-            if name != header::AUTHORIZATION && name != header::WWW_AUTHENTICATE {
+            if !is_end_to_end(&name) {
                 h.remove(name);
             }
         }
@@ -59,13 +59,31 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     let mut found: Vec<HeaderName> = Vec::new();
     for name in h.keys() {
         let s = name.as_str();
-        if HOP_BY_HOP.contains(name) || s == "keep-alive" || s.starts_with("proxy-") {
+        // `Expect` is answered by the gateway (it reads the body before forwarding).
+        if HOP_BY_HOP.contains(name)
+            || s == "keep-alive"
+            || s == "expect"
+            || s.starts_with("proxy-")
+        {
             found.push(name.clone());
         }
     }
     for name in found {
         h.remove(name);
     }
+}
+
+/// Headers a `Connection` header may not remove: what the gateway itself reads to decide (the
+/// server must see the request the gateway judged) and what is end-to-end by definition.
+fn is_end_to_end(name: &HeaderName) -> bool {
+    let s = name.as_str();
+    name == header::AUTHORIZATION
+        || name == header::WWW_AUTHENTICATE
+        || name == header::HOST
+        || name == header::USER_AGENT
+        || s.starts_with("content-")
+        || s.starts_with("ms-as")
+        || s.starts_with("x-ms-")
 }
 
 /// `Host` for a server: its name, with the port unless it is the scheme's default.
@@ -541,6 +559,27 @@ mod tests {
         strip_hop_by_hop(&mut h);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["authorization", "ms-asprotocolversion"]);
+    }
+
+    #[test]
+    fn connection_cannot_hide_what_the_gateway_judged() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("MS-ASProtocolVersion, X-MS-PolicyKey, User-Agent, X-Other"),
+        );
+        h.insert("ms-asprotocolversion", HeaderValue::from_static("14.1"));
+        h.insert("x-ms-policykey", HeaderValue::from_static("1"));
+        h.insert(header::USER_AGENT, HeaderValue::from_static("Apple-iPhone"));
+        h.insert("x-other", HeaderValue::from_static("1"));
+        h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
+        strip_hop_by_hop(&mut h);
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["ms-asprotocolversion", "user-agent", "x-ms-policykey"]
+        );
     }
 
     #[test]

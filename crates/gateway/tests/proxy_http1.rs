@@ -1496,3 +1496,109 @@ async fn head_and_bodiless_responses_carry_no_body_and_keep_the_connection() {
     let next = d.response(false).await;
     assert_eq!((next.status, &next.body[..]), (200, &b"after 304"[..]));
 }
+
+/// A server that answers early (413, as IIS does for a body over maxAllowedContentLength) and
+/// closes without reading the body: the device gets an error, but its uploads must not count
+/// against the server's health (three of them used to mark the only server dead for everyone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_refusing_an_upload_is_not_marked_dead_by_it() {
+    let (addr, _conns, _task) = raw_backend(|mut s: TcpStream| async move {
+        let _ = read_head(&mut s).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await;
+        // close with unread data: RST
+        drop(s);
+    })
+    .await;
+    let server = addr_of(addr);
+    let rt = runtime(std::slice::from_ref(&server));
+    let g = start(rt).await;
+    let body_len: usize = 8 * 1024 * 1024;
+    for i in 0..3 {
+        let mut d = TcpStream::connect(g.addr).await.unwrap();
+        let head = format!(
+            "POST /Microsoft-Server-ActiveSync?Cmd=SendMail&User=u{i}&DeviceId=DEV{i}&DeviceType=iPhone HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/vnd.ms-sync.wbxml\r\nContent-Length: {body_len}\r\n\r\n"
+        );
+        d.write_all(head.as_bytes()).await.unwrap();
+        let (mut r, mut w) = d.into_split();
+        let writer = tokio::spawn(async move {
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut sent = 0;
+            while sent < body_len {
+                if w.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                sent += chunk.len();
+            }
+        });
+        let mut resp = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(15), r.read_to_end(&mut resp)).await;
+        writer.abort();
+        let text = String::from_utf8_lossy(&resp);
+        let status = text.lines().next().unwrap_or_default().to_string();
+        assert!(
+            status.is_empty()
+                || status.starts_with("HTTP/1.1 502")
+                || status.starts_with("HTTP/1.1 413"),
+            "device {i} got {status:?}"
+        );
+    }
+    let h = g.gw.health.get(&server);
+    assert!(h.is_live(false), "a device's uploads made the server dead");
+}
+
+/// Tiny chunks from a device are batched towards the server, not one write (and one packet)
+/// each; the decoded body is intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_request_chunks_are_batched_towards_the_server() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, usize)>();
+    let (addr, _conns, _task) = raw_backend(move |mut s: TcpStream| {
+        let tx = tx.clone();
+        async move {
+            let mut reads = 0usize;
+            let mut buf = vec![0u8; 65536];
+            let mut all = Vec::new();
+            loop {
+                match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(n)) => {
+                        reads += 1;
+                        all.extend_from_slice(&buf[..n]);
+                        if all.ends_with(b"0\r\n\r\n") {
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send((
+                reads,
+                all.windows(6).filter(|w| *w == b"1\r\nx\r\n").count(),
+            ));
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    })
+    .await;
+    let server = addr_of(addr);
+    let g = start(runtime(&[server])).await;
+    let mut d = TcpStream::connect(g.addr).await.unwrap();
+    let mut wire = b"POST /Microsoft-Server-ActiveSync?Cmd=SendMail&User=u&DeviceId=DEV&DeviceType=iPhone HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let n = 2000;
+    for _ in 0..n {
+        wire.extend_from_slice(b"1\r\nx\r\n");
+    }
+    wire.extend_from_slice(b"0\r\n\r\n");
+    d.write_all(&wire).await.unwrap();
+    let (reads, ones) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    // Re-chunked by the gateway: the 2000 one-byte chunks arrive in few, larger chunks.
+    assert!(
+        reads < 50,
+        "{n} one-byte chunks became {reads} reads at the server"
+    );
+    assert!(ones < n / 10, "chunks were passed one by one ({ones})");
+}

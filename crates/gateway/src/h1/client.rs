@@ -141,7 +141,17 @@ impl ServerConn {
             Ok(()) => {}
             // The device's body failing (too large, stalled) is the device's fault.
             Err(Fail::Body(e)) => return Err((e, None)),
-            Err(Fail::Io(e)) => return Err((upstream(e), None)),
+            // Part of the request went out and the server stopped reading: most often a server
+            // refusing an upload (it answered and closed). Not a health failure (see the error).
+            Err(Fail::Io(source)) => {
+                return Err((
+                    Error::UploadRefused {
+                        server: server.clone(),
+                        source,
+                    },
+                    None,
+                ));
+            }
         }
         drop(body);
         Ok(Sent {
@@ -280,47 +290,78 @@ fn stalled() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "server does not read")
 }
 
-/// Streams the rest of a request body (chunked when its length is unknown).
+/// Most bytes gathered from ready body frames before one write: tiny chunks from a device do not
+/// become one system call (and one TLS record) each.
+const BATCH: usize = 16 * 1024;
+
+/// Streams the rest of a request body (chunked when its length is unknown), writing what is
+/// ready together.
 async fn stream_body(
     io: &mut ServerSocket,
     body: &mut UpBody,
     chunked: bool,
     silence: Duration,
 ) -> Result<(), Fail> {
-    loop {
-        let frame = match body.frame().await {
-            None => break,
-            Some(Err(e)) => return Err(Fail::Body(e)),
-            Some(Ok(f)) => f,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
-        }
-        let w = async {
-            if chunked {
-                let line = format!("{:x}\r\n", data.len());
-                io.write_all(line.as_bytes()).await?;
-                io.write_all(&data).await?;
-                io.write_all(b"\r\n").await
+    let mut out = Loan::take();
+    let mut ended = false;
+    while !ended {
+        // Wait for one frame, then take whatever else is ready without waiting.
+        let mut first = true;
+        while out.len() < BATCH {
+            let next = if first {
+                first = false;
+                Some(body.frame().await)
             } else {
-                io.write_all(&data).await
+                super::framing::poll_once(std::pin::pin!(body.frame())).await
+            };
+            let frame = match next {
+                None => break,
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                Some(Some(Err(e))) => return Err(Fail::Body(e)),
+                Some(Some(Ok(f))) => f,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
             }
+            out.vec().extend_from_slice(&data);
+        }
+        // What was gathered goes out as one chunk (re-chunked: a device's tiny chunks do not
+        // become tiny chunks at the server).
+        let mut wire: Vec<u8> = Vec::new();
+        let bytes: &[u8] = if chunked {
+            if !out.is_empty() {
+                wire.reserve(out.len() + 24);
+                wire.extend_from_slice(itoa_hex(out.len()).as_slice());
+                wire.extend_from_slice(b"\r\n");
+                wire.extend_from_slice(out.bytes());
+                wire.extend_from_slice(b"\r\n");
+            }
+            if ended {
+                wire.extend_from_slice(b"0\r\n\r\n");
+            }
+            &wire
+        } else {
+            out.bytes()
         };
-        match tokio::time::timeout(silence, w).await {
-            Ok(r) => r.map_err(Fail::Io)?,
-            Err(_) => return Err(Fail::Io(stalled())),
+        if !bytes.is_empty() {
+            match tokio::time::timeout(silence, io.write_all(bytes)).await {
+                Ok(r) => r.map_err(Fail::Io)?,
+                Err(_) => return Err(Fail::Io(stalled())),
+            }
         }
-    }
-    if chunked {
-        match tokio::time::timeout(silence, io.write_all(b"0\r\n\r\n")).await {
-            Ok(r) => r.map_err(Fail::Io)?,
-            Err(_) => return Err(Fail::Io(stalled())),
-        }
+        out.vec().clear();
     }
     Ok(())
+}
+
+fn itoa_hex(n: usize) -> Vec<u8> {
+    format!("{n:x}").into_bytes()
 }
 
 /// A server's response body: already complete (it came with the head), or streaming from the

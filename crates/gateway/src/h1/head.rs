@@ -286,6 +286,17 @@ fn chunked_last(h: &HeaderMap) -> Option<bool> {
 /// Request body framing (RFC 9112 6.3). Anything ambiguous is refused: a request a server could
 /// frame differently from the gateway is how requests are smuggled.
 fn request_framing(h: &HeaderMap, v: Version) -> Result<Framing, Error> {
+    // Only `chunked` alone: other codings would reach the server decoded by nobody.
+    let only_chunked = h
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty())
+        .all(|p| p.eq_ignore_ascii_case(b"chunked"));
+    if !only_chunked {
+        return Err(bad("Transfer-Encoding other than chunked"));
+    }
     match chunked_last(h) {
         Some(_) if v == Version::HTTP_10 => Err(bad("Transfer-Encoding in an HTTP/1.0 request")),
         Some(_) if h.contains_key(header::CONTENT_LENGTH) => {
@@ -499,6 +510,7 @@ mod tests {
             b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
             b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             b"\x01\x02 / HTTP/1.1\r\n\r\n",
         ] {
             let e = parse_request(bad, 8192).err().expect("refused");

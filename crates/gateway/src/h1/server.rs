@@ -292,6 +292,8 @@ async fn read_request(
         expect_continue,
     } = h;
     buf.consume(len);
+    // HTTP/1.0 has no interim responses.
+    let expect_continue = expect_continue && parts.version == Version::HTTP_11;
     let mut meta = Meta {
         is_head: parts.method == Method::HEAD,
         http10: parts.version == Version::HTTP_10,
@@ -360,12 +362,16 @@ async fn next_head(
             Loan::take()
         }
     };
+    // Parsed again only when new bytes may end the head (contain a LF): a device sending one
+    // byte at a time does not make every read re-scan the whole head.
+    let mut scanned = 0;
     loop {
-        if !buf.is_empty()
+        if buf.bytes()[scanned.min(buf.len())..].contains(&b'\n')
             && let Some(h) = head::parse_request(buf.bytes(), s.max_head)?
         {
             return Ok(Some((h, buf)));
         }
+        scanned = buf.len();
         // Incomplete and already at the limit (a read may bring more than asked for).
         if buf.len() >= s.max_head || !buf.room(2048, s.max_head.max(1024)) {
             return Err(Error::HeadTooLarge { limit: s.max_head });
