@@ -386,6 +386,8 @@ pin_project! {
         #[pin]
         timer: IdleTimer,
         done: bool,
+        // A frame was handed on and not asked for again yet.
+        handed: bool,
         exchange: Option<Box<Exchange>>,
         server: Arc<ServerHealth>,
         policy: ServerPolicy,
@@ -402,6 +404,7 @@ impl DownBody {
         policy: ServerPolicy,
     ) -> Self {
         Self {
+            handed: false,
             done: inner.is_end_stream(),
             inner,
             timer: IdleTimer::new(silence),
@@ -422,8 +425,15 @@ impl Body for DownBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let mut this = self.project();
+        if *this.handed {
+            // Back for more after handing a frame on: the time the device took to take it is
+            // not the server's silence.
+            *this.handed = false;
+            this.timer.as_mut().touch();
+        }
         match Pin::new(&mut *this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                *this.handed = true;
                 if let Some(d) = frame.data_ref() {
                     *this.bytes += d.len() as u64;
                     if let Some(ex) = this.exchange.as_mut() {

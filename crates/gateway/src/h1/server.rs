@@ -303,7 +303,7 @@ async fn read_request(
     let body = match framing {
         Framing::Length(n) if n > s.max_body => {
             let e = Error::BodyTooLarge { limit: s.max_body };
-            refuse(io, conn, &e, s).await;
+            Box::pin(refuse(io, conn, &e, s)).await;
             return None;
         }
         Framing::Empty => {
@@ -461,6 +461,25 @@ async fn refuse(io: &mut DeviceSocket, conn: &DeviceConn, e: &Error, s: &Setting
         io.flush().await
     };
     let _ = tokio::time::timeout(s.silence, w).await;
+    // Close our side, then read (and drop) what the device was still sending for a moment:
+    // closing with unread bytes resets the connection, which can destroy the answer before the
+    // device reads it.
+    if tokio::time::timeout(Duration::from_secs(1), io.shutdown())
+        .await
+        .is_ok()
+    {
+        let drain = async {
+            let mut sink = vec![0u8; 4096];
+            let mut left: usize = 256 * 1024;
+            while left > 0 {
+                match io.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    }
 }
 
 /// Writes a response; `Ok(true)` when the connection may carry another request.
