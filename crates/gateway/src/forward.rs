@@ -1,9 +1,10 @@
 //! Forwarding: header rewriting (hop-by-hop removal, `X-Forwarded-*`, the server's `Host`) and
 //! the two streaming bodies. [`UpBody`] carries the device's request to a server (with the body
 //! size limit and the socket silence timer); [`DownBody`] carries a server's response to the
-//! device and hands the server connection back (shared pool, or the device connection's pinned
-//! slot for NTLM/Negotiate) once the response is complete. Nothing is buffered here except the
-//! bounded long-poll prefix the proxy read to find the heartbeat.
+//! device and finishes its audit record; the server connection goes to its [`Home`] (shared
+//! pool, or the device connection's pinned slot for NTLM/Negotiate) from the response body
+//! itself ([`crate::h1::client::ServerBody`]) once the response is complete. Nothing is buffered
+//! here except the bounded long-poll prefix the proxy read to find the heartbeat.
 
 use std::net::IpAddr;
 use std::pin::Pin;
@@ -379,7 +380,7 @@ pub struct Reuse {
 
 pin_project! {
     /// A server's response body on its way to the device, with the socket silence timer. On the
-    /// last frame it returns the server connection and finishes the audit record; a failure
+    /// last frame it finishes the audit record (the connection went home already); a failure
     /// mid-body counts against the server's health.
     pub struct DownBody {
         inner: ServerBody,
