@@ -74,7 +74,7 @@ impl PlainQuery {
                 });
             }
             let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-            let name = decode_text(raw_name, start, "parameter name")?;
+            let name = decode_cow(raw_name, start, "parameter name")?;
             let value_at = start + raw_name.len() + 1;
             let known = KNOWN
                 .iter()
@@ -82,7 +82,7 @@ impl PlainQuery {
                 .map(|(n, k)| (*n, *k));
             let Some((canonical, kind)) = known else {
                 let value = decode_text(raw_value, value_at, "parameter value")?;
-                q.other.push((name, value));
+                q.other.push((name.into_owned(), value));
                 continue;
             };
             let value = decode_text(raw_value, value_at, canonical)?;
@@ -147,13 +147,28 @@ pub(crate) fn parse_flag(name: &'static str, value: &str) -> Result<bool, EasErr
 }
 
 fn decode_text(raw: &str, offset: usize, name: &'static str) -> Result<String, EasError> {
+    decode_cow(raw, offset, name).map(std::borrow::Cow::into_owned)
+}
+
+/// As [`decode_text`], borrowing `raw` when it has nothing to decode (the usual case: ActiveSync
+/// names and values are plain ASCII), so names are compared without a copy.
+fn decode_cow<'a>(
+    raw: &'a str,
+    offset: usize,
+    name: &'static str,
+) -> Result<std::borrow::Cow<'a, str>, EasError> {
+    if !raw.bytes().any(|b| b == b'%' || b == b'+') {
+        return Ok(std::borrow::Cow::Borrowed(raw));
+    }
     let bytes = percent_decode(raw.as_bytes(), true).map_err(|e| match e {
         EasError::InvalidPercentEncoding { offset: o } => {
             EasError::InvalidPercentEncoding { offset: offset + o }
         }
         other => other,
     })?;
-    String::from_utf8(bytes).map_err(|_| EasError::InvalidUtf8 { name })
+    String::from_utf8(bytes)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|_| EasError::InvalidUtf8 { name })
 }
 
 /// Undo `%XX` escapes (and `+` -> space when `plus_is_space`). A `%` not followed by two hex

@@ -30,6 +30,14 @@ fn boot_id() -> u64 {
     })
 }
 
+/// The identified device of a request, as the audit lines name it.
+pub struct Who {
+    pub user: String,
+    pub device_id: String,
+    pub device_type: String,
+    pub command: String,
+}
+
 /// One request from accept to the end of its response. Dropping it records metrics and writes the
 /// audit line, so every path (success, error, device hang-up) is logged exactly once.
 pub struct Exchange {
@@ -52,8 +60,9 @@ pub struct Exchange {
     pub rule: &'static str,
     /// Report-only: enforce mode would have blocked or wiped.
     pub would_block: bool,
-    /// `(user, DeviceId)` once identified: the association gets the final status.
-    pub device: Option<(String, String)>,
+    /// Who the request was, once identified: the association gets the final status, and the
+    /// `response` line takes its facts from here instead of parsing the query again.
+    pub device: Option<Who>,
     /// What attachment control did to this request (issue 5), when it applied.
     pub attachments: Option<crate::attachments::AuditNote>,
 }
@@ -108,7 +117,7 @@ impl Exchange {
             b.extend_from_slice(b"\",\"request_id\":\"");
             self.push_request_id(b);
             b.extend_from_slice(b"\",\"client\":");
-            push_display(b, &self.client);
+            push_ip(b, &self.client);
             b.extend_from_slice(b",\"user\":");
             push_str(b, &id.user);
             b.extend_from_slice(b",\"device_id\":");
@@ -135,13 +144,15 @@ impl Exchange {
 
     /// `{boot:x}-{conn_id:x}-{seq}`, as [`Exchange::use_case_id`].
     fn push_use_case_id(&self, b: &mut Vec<u8>) {
-        use std::io::Write as _;
-        let _ = write!(b, "{:x}-{:x}-{}", boot_id(), self.conn_id, self.seq);
+        push_hex(b, boot_id());
+        b.push(b'-');
+        self.push_request_id(b);
     }
 
+    /// `{conn_id:x}-{seq}`.
     fn push_request_id(&self, b: &mut Vec<u8>) {
-        use std::io::Write as _;
-        let _ = write!(b, "{:x}-{}", self.conn_id, self.seq);
+        push_hex(b, self.conn_id);
+        push_num(b, b"-", u64::from(self.seq));
     }
 }
 
@@ -153,18 +164,45 @@ impl Drop for Exchange {
         self.gw
             .metrics
             .request_finished(service, server, self.status, self.command, elapsed);
-        if let Some((user, device)) = &self.device {
-            self.gw
-                .access
-                .record_response(user, device, self.status, self.server.as_deref());
+        if let Some(who) = &self.device {
+            self.gw.access.record_response(
+                &who.user,
+                &who.device_id,
+                self.status,
+                self.server.as_deref(),
+            );
         }
         if !sink::enabled() {
             return;
         }
-        let facts = crate::activesync::query_facts(self.uri.query());
-        let user = facts
-            .user
-            .or_else(|| self.authorization.as_ref().and_then(basic_user));
+        // Requests refused before they were identified: what the query says.
+        let facts = match &self.device {
+            Some(_) => crate::activesync::QueryFacts::default(),
+            None => crate::activesync::query_facts(self.uri.query()),
+        };
+        let (user, device_id, device_type, command) = match &self.device {
+            Some(w) => (
+                Some(std::borrow::Cow::Borrowed(w.user.as_str())),
+                Some(w.device_id.as_str()),
+                Some(w.device_type.as_str()),
+                w.command.as_str(),
+            ),
+            None => (
+                facts
+                    .user
+                    .as_deref()
+                    .map(std::borrow::Cow::Borrowed)
+                    .or_else(|| {
+                        self.authorization
+                            .as_ref()
+                            .and_then(basic_user)
+                            .map(std::borrow::Cow::Owned)
+                    }),
+                facts.device_id.as_deref(),
+                facts.device_type.as_deref(),
+                facts.command.as_deref().unwrap_or(self.command),
+            ),
+        };
         let bytes_in = self.bytes_in.load(Ordering::Relaxed);
         sink::emit(|b| {
             b.extend_from_slice(b"{\"event\":\"response\",\"use_case_id\":\"");
@@ -176,15 +214,15 @@ impl Drop for Exchange {
             b.extend_from_slice(b"\",\"request_id\":\"");
             self.push_request_id(b);
             b.extend_from_slice(b"\",\"client\":");
-            push_display(b, &self.client);
+            push_ip(b, &self.client);
             b.extend_from_slice(b",\"user\":");
             push_opt(b, user.as_deref());
             b.extend_from_slice(b",\"device_id\":");
-            push_opt(b, facts.device_id.as_deref());
+            push_opt(b, device_id);
             b.extend_from_slice(b",\"device_type\":");
-            push_opt(b, facts.device_type.as_deref());
+            push_opt(b, device_type);
             b.extend_from_slice(b",\"command\":");
-            push_str(b, facts.command.as_deref().unwrap_or(self.command));
+            push_str(b, command);
             b.extend_from_slice(b",\"service\":");
             push_str(b, service);
             b.extend_from_slice(b",\"server\":");
@@ -212,6 +250,12 @@ fn push_str(b: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     b.push(b'"');
     let bytes = s.as_bytes();
+    // Most values (user, DeviceId, names) need no escaping: copied in one go.
+    if bytes.iter().all(|&c| c >= 0x20 && c != b'"' && c != b'\\') {
+        b.extend_from_slice(bytes);
+        b.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &c) in bytes.iter().enumerate() {
         let esc: &[u8] = match c {
@@ -247,10 +291,38 @@ fn push_opt(b: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-/// A value whose `Display` needs no JSON escaping (addresses), quoted.
-fn push_display(b: &mut Vec<u8>, v: &impl std::fmt::Display) {
-    use std::io::Write as _;
-    let _ = write!(b, "\"{v}\"");
+/// A client address, quoted (no JSON escaping needed). IPv4, the common case, without `fmt`.
+fn push_ip(b: &mut Vec<u8>, ip: &IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            b.push(b'"');
+            for (i, o) in v4.octets().into_iter().enumerate() {
+                push_num(b, if i == 0 { b"" } else { b"." }, u64::from(o));
+            }
+            b.push(b'"');
+        }
+        IpAddr::V6(_) => {
+            use std::io::Write as _;
+            let _ = write!(b, "\"{ip}\"");
+        }
+    }
+}
+
+/// Lowercase hex without leading zeros, as `{:x}`.
+fn push_hex(b: &mut Vec<u8>, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = HEX[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    b.extend_from_slice(&digits[i..]);
 }
 
 fn push_num(b: &mut Vec<u8>, key: &[u8], n: u64) {
@@ -348,6 +420,23 @@ mod tests {
         push_num(&mut b, b"", 0);
         push_num(&mut b, b",", u64::MAX);
         assert_eq!(b, format!("0,{}", u64::MAX).into_bytes());
+        for n in [0u64, 1, 0xf, 0x10, 0xdead_beef, u64::MAX] {
+            let mut b = Vec::new();
+            push_hex(&mut b, n);
+            assert_eq!(b, format!("{n:x}").into_bytes());
+        }
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.30.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut b = Vec::new();
+            push_ip(&mut b, &ip);
+            assert_eq!(b, format!("\"{ip}\"").into_bytes());
+        }
     }
 
     #[test]

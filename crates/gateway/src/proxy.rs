@@ -475,7 +475,12 @@ fn decide_access(gw: &Gateway, id: &DeviceIdentity, ex: &mut Option<Exchange>) -
         ex.action = d.action;
         ex.rule = d.rule.name();
         ex.would_block = d.would_block;
-        ex.device = Some((id.user.clone(), id.device_id.clone()));
+        ex.device = Some(crate::audit::Who {
+            user: id.user.clone(),
+            device_id: id.device_id.clone(),
+            device_type: id.device_type.clone(),
+            command: id.command_name.clone(),
+        });
     }
     d
 }

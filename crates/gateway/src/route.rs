@@ -10,11 +10,12 @@ use crate::model::{Runtime, ServiceModel};
 /// `/servlet/traveler...` (HCL Traveler). Dot segments and encoded dots or backslashes are
 /// refused so no path can climb out of the ActiveSync tree on the server.
 pub fn is_activesync_path(path: &str) -> bool {
-    if path.contains("/.")
-        || path.contains('\\')
-        || contains_ci(path, "%2e")
-        || contains_ci(path, "%5c")
-        || contains_ci(path, "%2f")
+    if path.contains("/.") || path.contains('\\') {
+        return false;
+    }
+    // Encoded dots, backslashes and slashes: looked for only when there is a `%` at all.
+    if path.contains('%')
+        && (contains_ci(path, "%2e") || contains_ci(path, "%5c") || contains_ci(path, "%2f"))
     {
         return false;
     }

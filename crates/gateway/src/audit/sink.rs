@@ -39,6 +39,8 @@ struct Shared {
 #[derive(Default)]
 struct State {
     batch: Vec<u8>,
+    /// Lines in `batch` (counted here so the writer need not scan for them).
+    lines: u64,
     closing: bool,
 }
 
@@ -102,6 +104,7 @@ fn deliver(line: &mut Vec<u8>) {
     }
     let was_empty = st.batch.is_empty();
     st.batch.extend_from_slice(line);
+    st.lines += 1;
     let full = st.batch.len() >= FLUSH_AT;
     drop(st);
     if was_empty || full {
@@ -128,6 +131,7 @@ pub fn start(out: Box<dyn Write + Send>) -> Option<Writer> {
         Shared {
             state: parking_lot::Mutex::new(State {
                 batch: Vec::with_capacity(FLUSH_AT),
+                lines: 0,
                 closing: false,
             }),
             wake: parking_lot::Condvar::new(),
@@ -174,7 +178,7 @@ fn write_loop(sink: &Shared, mut out: Box<dyn Write + Send>) {
     let mut spare: Vec<u8> = Vec::with_capacity(FLUSH_AT);
     let mut failed = false;
     loop {
-        let closing = {
+        let (closing, lines) = {
             let mut st = sink.state.lock();
             while st.batch.is_empty() && !st.closing {
                 sink.wake.wait(&mut st);
@@ -184,10 +188,9 @@ fn write_loop(sink: &Shared, mut out: Box<dyn Write + Send>) {
                 let _ = sink.wake.wait_for(&mut st, FLUSH_EVERY);
             }
             std::mem::swap(&mut st.batch, &mut spare);
-            st.closing
+            (st.closing, std::mem::take(&mut st.lines))
         };
         if !spare.is_empty() {
-            let lines = spare.iter().filter(|b| **b == b'\n').count() as u64;
             match out.write_all(&spare).and_then(|()| out.flush()) {
                 Ok(()) => failed = false,
                 Err(e) => {

@@ -15,53 +15,40 @@ use crate::error::Error;
 /// Most header lines in one head; more gets 431 (requests) or fails the exchange (responses).
 pub const MAX_HEADERS: usize = 100;
 
-/// The head as it arrived: kept (as a request or response extension) so header names go out
-/// spelled as they came in. Old devices and servers care about case.
+/// The header names as they arrived: kept (as a request or response extension) so header
+/// names go out spelled as they came in. Old devices and servers care about case. The spans
+/// are recorded while parsing, so writing a head needs no scan of the raw bytes.
 #[derive(Clone, Debug)]
-pub struct RawHead(pub Bytes);
+pub struct RawHead {
+    head: Bytes,
+    /// `(offset, length)` of each header name in `head`, in order.
+    names: Vec<(u32, u32)>,
+}
 
 impl RawHead {
     /// The first spelling of `name` in the head, if it is there.
     pub fn spelling(&self, name: &HeaderName) -> Option<&[u8]> {
-        Names::of(&self.0)
-            .find(name.as_str().as_bytes(), 0)
-            .map(|(n, _)| n)
-    }
-}
-
-/// The header names of a raw head, in order, for spelling look-ups while a head is written.
-struct Names<'a> {
-    names: [&'a [u8]; MAX_HEADERS],
-    len: usize,
-}
-
-impl<'a> Names<'a> {
-    fn of(raw: &'a [u8]) -> Self {
-        let mut names: [&[u8]; MAX_HEADERS] = [&[]; MAX_HEADERS];
-        let mut len = 0;
-        let mut lines = raw.split(|b| *b == b'\n');
-        lines.next(); // request or status line
-        for line in lines {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() || len == MAX_HEADERS {
-                break;
-            }
-            if let Some(colon) = line.iter().position(|b| *b == b':') {
-                names[len] = &line[..colon];
-                len += 1;
-            }
-        }
-        Self { names, len }
+        self.find(name.as_str().as_bytes(), &mut 0)
     }
 
-    /// The spelling of `want` (lowercase) and its index, looking from `hint` on first (headers
-    /// are usually written in the order they arrived).
-    fn find(&self, want: &[u8], hint: usize) -> Option<(&'a [u8], usize)> {
-        let hit = |i: usize| {
-            let n = self.names[i];
-            (n.len() == want.len() && n.eq_ignore_ascii_case(want)).then_some((n, i))
+    fn name(&self, i: usize) -> &[u8] {
+        let (at, len) = self.names[i];
+        &self.head[at as usize..(at + len) as usize]
+    }
+
+    /// The spelling of `want` (lowercase). Headers are usually written in the order they
+    /// arrived: the one after the last hit (`next`) is tried first.
+    fn find(&self, want: &[u8], next: &mut usize) -> Option<&[u8]> {
+        let matches = |i: usize| {
+            self.names[i].1 as usize == want.len() && self.name(i).eq_ignore_ascii_case(want)
         };
-        (hint..self.len).chain(0..hint.min(self.len)).find_map(hit)
+        let i = if *next < self.names.len() && matches(*next) {
+            *next
+        } else {
+            (0..self.names.len()).find(|i| matches(*i))?
+        };
+        *next = i + 1;
+        Some(self.name(i))
     }
 }
 
@@ -127,14 +114,15 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
     } else {
         Version::HTTP_10
     };
-    parts.headers = headers(req.headers, &slice).map_err(bad)?;
+    let mut names = Vec::with_capacity(req.headers.len());
+    parts.headers = headers(req.headers, base, &mut names, &slice).map_err(bad)?;
     let framing = request_framing(&parts.headers, parts.version)?;
     let close = wants_close(&parts.headers, parts.version);
     let expect_continue = parts
         .headers
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    parts.extensions.insert(RawHead(raw));
+    parts.extensions.insert(RawHead { head: raw, names });
     Ok(Some(RequestHead {
         parts,
         len,
@@ -171,11 +159,12 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> io::Result<Option<Respo
     } else {
         Version::HTTP_10
     };
-    parts.headers = headers(resp.headers, &slice).map_err(invalid)?;
+    let mut names = Vec::with_capacity(resp.headers.len());
+    parts.headers = headers(resp.headers, base, &mut names, &slice).map_err(invalid)?;
     let framing = response_framing(&parts.headers, parts.status, head_request)
         .map_err(|e| invalid(e.to_string()))?;
     let close = framing == Framing::Close || wants_close(&parts.headers, parts.version);
-    parts.extensions.insert(RawHead(raw));
+    parts.extensions.insert(RawHead { head: raw, names });
     Ok(Some(ResponseHead {
         parts,
         len,
@@ -184,12 +173,20 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> io::Result<Option<Respo
     }))
 }
 
+/// The header map of a head, and (into `names`) where each name sits in the head, `base` being
+/// the address of the head's first byte.
 fn headers(
     parsed: &[httparse::Header<'_>],
+    base: usize,
+    names: &mut Vec<(u32, u32)>,
     slice: &dyn Fn(&[u8]) -> Bytes,
 ) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::with_capacity(parsed.len());
     for h in parsed {
+        names.push((
+            (h.name.as_ptr() as usize - base) as u32,
+            h.name.len() as u32,
+        ));
         let name = match known_name(h.name.as_bytes()) {
             Some(n) => n,
             None => HeaderName::from_bytes(h.name.as_bytes())
@@ -333,8 +330,7 @@ fn response_framing(h: &HeaderMap, s: StatusCode, head_request: bool) -> Result<
 /// Writes `name: value` lines for every header except the framing ones (written by the caller),
 /// each name spelled as in `raw` when it came from there, else in Title-Case.
 fn write_headers(out: &mut Vec<u8>, h: &HeaderMap, raw: Option<&RawHead>) {
-    let names = raw.map(|r| Names::of(&r.0));
-    let mut hint = 0;
+    let mut next = 0;
     for (name, value) in h {
         if name == header::CONTENT_LENGTH
             || name == header::TRANSFER_ENCODING
@@ -342,14 +338,8 @@ fn write_headers(out: &mut Vec<u8>, h: &HeaderMap, raw: Option<&RawHead>) {
         {
             continue;
         }
-        match names
-            .as_ref()
-            .and_then(|n| n.find(name.as_str().as_bytes(), hint))
-        {
-            Some((n, i)) => {
-                out.extend_from_slice(n);
-                hint = i + 1;
-            }
+        match raw.and_then(|r| r.find(name.as_str().as_bytes(), &mut next)) {
+            Some(n) => out.extend_from_slice(n),
             None => title_case(out, name.as_str()),
         }
         out.extend_from_slice(b": ");
