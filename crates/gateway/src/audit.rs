@@ -30,14 +30,6 @@ fn boot_id() -> u64 {
     })
 }
 
-/// The identified device of a request, as the audit lines name it.
-pub struct Who {
-    pub user: String,
-    pub device_id: String,
-    pub device_type: String,
-    pub command: String,
-}
-
 /// One request from accept to the end of its response. Dropping it records metrics and writes the
 /// audit line, so every path (success, error, device hang-up) is logged exactly once.
 pub struct Exchange {
@@ -62,7 +54,7 @@ pub struct Exchange {
     pub would_block: bool,
     /// Who the request was, once identified: the association gets the final status, and the
     /// `response` line takes its facts from here instead of parsing the query again.
-    pub device: Option<Who>,
+    pub device: Option<Arc<crate::identity::DeviceIdentity>>,
     /// What attachment control did to this request (issue 5), when it applied.
     pub attachments: Option<crate::attachments::AuditNote>,
 }
@@ -185,7 +177,7 @@ impl Drop for Exchange {
                 Some(std::borrow::Cow::Borrowed(w.user.as_str())),
                 Some(w.device_id.as_str()),
                 Some(w.device_type.as_str()),
-                w.command.as_str(),
+                w.command_name.as_str(),
             ),
             None => (
                 facts

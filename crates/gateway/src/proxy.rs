@@ -151,7 +151,7 @@ pub async fn handle(
 /// response needs.
 struct Flight<R = Request<UpBody>> {
     req: R,
-    device: Option<DeviceIdentity>,
+    device: Option<Arc<DeviceIdentity>>,
     svc: Arc<ServiceModel>,
     att: Option<attachments::Plan>,
     replay: Option<Box<Replay>>,
@@ -259,7 +259,7 @@ async fn serve(
 /// What the response stages need from the request.
 struct Answer {
     svc: Arc<ServiceModel>,
-    device: Option<DeviceIdentity>,
+    device: Option<Arc<DeviceIdentity>>,
     att: Option<attachments::Plan>,
     replay: Option<Box<Replay>>,
     rto: Duration,
@@ -308,7 +308,8 @@ async fn prepare(
     // Identify device (404 for non-ActiveSync paths, 400 for a POST naming no device).
     let device = match identity::identify(&req)? {
         Identified::Options => None,
-        Identified::Device(id) => Some(id),
+        // Shared with the audit record (no copies of its strings).
+        Identified::Device(id) => Some(Arc::new(id)),
     };
     // Decide access: a blocked device never reaches a server; a wiped one is answered here.
     if let Some(id) = &device {
@@ -449,7 +450,7 @@ async fn prepare(
 
 /// Stage "decide access": the one access check per device request (decision + association),
 /// recorded on the audit record.
-fn decide_access(gw: &Gateway, id: &DeviceIdentity, ex: &mut Option<Exchange>) -> Decision {
+fn decide_access(gw: &Gateway, id: &Arc<DeviceIdentity>, ex: &mut Option<Exchange>) -> Decision {
     let d = gw.access.check(&id.request_info());
     if d.would_block {
         gw.metrics
@@ -475,12 +476,7 @@ fn decide_access(gw: &Gateway, id: &DeviceIdentity, ex: &mut Option<Exchange>) -
         ex.action = d.action;
         ex.rule = d.rule.name();
         ex.would_block = d.would_block;
-        ex.device = Some(crate::audit::Who {
-            user: id.user.clone(),
-            device_id: id.device_id.clone(),
-            device_type: id.device_type.clone(),
-            command: id.command_name.clone(),
-        });
+        ex.device = Some(id.clone());
     }
     d
 }
