@@ -130,7 +130,9 @@ kill -TERM "$GW"
 for _ in $(seq 1 50); do kill -0 "$GW" 2>/dev/null || break; sleep 0.2; done
 [ "${N:-0}" -gt 0 ] || die "no requests counted"
 IR=$(callgrind_annotate "$TMP/callgrind.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "easgate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'): $N requests counted, $((IR / N)) instructions per request"
+LABEL="easgate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
+[ "$EASGATE_BIN" = "$BIN/easgate" ] || LABEL=$EASGATE_BIN
+echo "$LABEL: $N requests counted, $((IR / N)) instructions per request"
 echo "top functions, instructions per request, inclusive of callees:"
 callgrind_annotate --inclusive=yes "$TMP/callgrind.out" 2>/dev/null | sed -n '/file:function/,$p' |
   grep -E '(gateway|eas|wbxml)::' | grep '\[/' | head -n "$TOP" |
