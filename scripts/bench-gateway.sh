@@ -452,7 +452,7 @@ REPORT=$TMP/report.md
 {
   echo "#### $START — ${A} vs ${B}"
   echo
-  echo "\`PROXIES=\"$PROXIES\" DEVICE_TLS=$DEVICE_TLS ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS THREADS=$THREADS PARK=$PARK IDLE=$IDLE bash scripts/bench-gateway.sh\`"
+  echo "\`PROXIES=\"$PROXIES\" DEVICE_TLS=$DEVICE_TLS ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS THREADS=$THREADS PARK=$PARK IDLE=$IDLE$( [ "${NGINX_ACCESS_LOG:-0}" = 1 ] && echo " NGINX_ACCESS_LOG=1") bash scripts/bench-gateway.sh\`"
   echo "($(nproc) cores, load average before: $LOAD_BEFORE, after: $LOAD_AFTER; $(nginx -v 2>&1 | sed 's/.*: //'); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2); easgate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), binary built $(date -u -r "$EASGATE_BIN" '+%H:%M UTC' 2>/dev/null || echo '?'))"
   echo
   echo "| | $A | $B | $A / $B |"
