@@ -12,10 +12,11 @@ START=$(date +%s)
 log() { printf '[test +%ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
 
 # 1. System packages (Debian). libwbxml2-utils: the reference codec the WBXML tests compare with;
-#    openssl: the attachment tests decrypt CMS with the real `openssl cms -decrypt`.
+#    openssl: the attachment tests decrypt CMS with the real `openssl cms -decrypt`; gcc and
+#    libc6-dev: ring and mimalloc compile C code.
 if [ "${EASGATE_SKIP_INSTALL:-0}" != 1 ]; then
   need=()
-  for p in libwbxml2-utils openssl pkg-config ca-certificates curl; do
+  for p in libwbxml2-utils openssl pkg-config ca-certificates curl gcc libc6-dev; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
   done
   if [ ${#need[@]} -gt 0 ]; then
