@@ -51,29 +51,10 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
-# 1. Tools (Debian), only what is missing.
-if [ "${SKIP_INSTALL:-0}" != 1 ]; then
-  need=()
-  command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
-  command -v wrk >/dev/null 2>&1 || need+=(wrk)
-  command -v ps >/dev/null 2>&1 || need+=(procps)
-  command -v openssl >/dev/null 2>&1 || need+=(openssl)
-  command -v curl >/dev/null 2>&1 || need+=(curl)
-  if [ ${#need[@]} -gt 0 ]; then
-    log "apt-get install ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  fi
-fi
-
-# 2. Build.
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  log "cargo build --release -p easgate -p benchkit"
-  cargo build --release -p easgate -p benchkit >&2
-fi
-BIN=$ROOT/target/release
-EASGATE_BIN=${EASGATE_BIN:-$BIN/easgate}
+# 1. Tools (Debian, only what is missing) and the release build.
+# shellcheck source=scripts/bench-common.sh
+. "$ROOT/scripts/bench-common.sh"
+bench_prepare nginx:nginx-light wrk:wrk ps:procps openssl:openssl curl:curl
 for b in bench-backend bench-parker bench-payload; do
   [ -x "$BIN/$b" ] || die "$BIN/$b missing (build benchkit)"
 done
@@ -111,7 +92,6 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" -ge $((4 * (PARK > IDLE ? PARK : IDLE) / 2 + 1000)) ] ||
   log "warning: open-file limit $(ulimit -n) may be too low for PARK=$PARK/IDLE=$IDLE"
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { # port pid
   for _ in $(seq 1 100); do
     port_busy "$1" && return 0
@@ -123,10 +103,7 @@ wait_port() { # port pid
 
 # 4. Certificate (ECDSA P-256, self-signed, for the device side of both proxies), payloads.
 mkdir -p "$TMP/tls" "$TMP/payload"
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TMP/tls/key.pem" 2>/dev/null
-openssl req -x509 -new -key "$TMP/tls/key.pem" -out "$TMP/tls/cert.pem" -days 7 -subj /CN=localhost \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
-chmod 600 "$TMP/tls/key.pem"
+bench_cert "$TMP/tls/key.pem" "$TMP/tls/cert.pem"
 "$BIN/bench-payload" "$TMP/payload"
 REQ_BODY=$TMP/payload/sync-request-1k.wbxml
 

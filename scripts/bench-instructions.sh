@@ -19,24 +19,9 @@ BASE_PORT=${BASE_PORT:-18600}
 log() { printf '[instructions] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-if [ "${SKIP_INSTALL:-0}" != 1 ]; then
-  need=()
-  command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
-  command -v wrk >/dev/null 2>&1 || need+=(wrk)
-  command -v openssl >/dev/null 2>&1 || need+=(openssl)
-  if [ ${#need[@]} -gt 0 ]; then
-    log "apt-get install ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  fi
-fi
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  log "cargo build --release -p easgate -p benchkit"
-  cargo build --release -p easgate -p benchkit >&2
-fi
-BIN=$ROOT/target/release
-EASGATE_BIN=${EASGATE_BIN:-$BIN/easgate}
+# shellcheck source=scripts/bench-common.sh
+. "$ROOT/scripts/bench-common.sh"
+bench_prepare valgrind:valgrind callgrind_control:valgrind wrk:wrk openssl:openssl
 
 TMP=$(mktemp -d /tmp/easgate-instr.XXXXXX)
 PIDS=()
@@ -48,7 +33,6 @@ cleanup() {
   if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() { # port pid seconds
   for _ in $(seq 1 $(($3 * 5))); do
     port_busy "$1" && return 0
@@ -62,10 +46,7 @@ BACKEND=$BASE_PORT
 PROXY=$((BASE_PORT + 10))
 port_busy "$BACKEND" && die "port $BACKEND busy (set BASE_PORT)"
 mkdir -p "$TMP/payload" "$TMP/data"
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TMP/key.pem" 2>/dev/null
-openssl req -x509 -new -key "$TMP/key.pem" -out "$TMP/cert.pem" -days 7 -subj /CN=localhost \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
-chmod 600 "$TMP/key.pem"
+bench_cert "$TMP/key.pem" "$TMP/cert.pem"
 "$BIN/bench-payload" "$TMP/payload"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TMP/token"
 chmod 600 "$TMP/token"

@@ -1,0 +1,36 @@
+# Shared by the benchmark scripts (sourced, not run): tools, build, certificate, ports.
+# The sourcing script defines log() and sets ROOT.
+
+# bench_prepare command:package ...: installs (Debian) the packages of missing commands unless
+# SKIP_INSTALL=1, builds easgate and benchkit in release unless SKIP_BUILD=1, sets BIN and
+# EASGATE_BIN.
+bench_prepare() {
+  if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+    local need=() spec
+    for spec in "$@"; do
+      command -v "${spec%%:*}" >/dev/null 2>&1 || need+=("${spec#*:}")
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+      log "apt-get install ${need[*]}"
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    fi
+  fi
+  if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "cargo build --release -p easgate -p benchkit"
+    cargo build --release -p easgate -p benchkit >&2
+  fi
+  BIN=$ROOT/target/release
+  EASGATE_BIN=${EASGATE_BIN:-$BIN/easgate}
+}
+
+# bench_cert key cert: a self-signed ECDSA P-256 certificate for localhost / 127.0.0.1.
+bench_cert() {
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null
+  openssl req -x509 -new -key "$1" -out "$2" -days 7 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null
+  chmod 600 "$1"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
