@@ -34,3 +34,22 @@ bench_cert() {
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# bench_sync_lua body query: the wrk Lua lines of the benchmarks' request (an EAS Sync POST as an
+# iPhone on protocol 14.1 sends it); the caller appends its own done().
+bench_sync_lua() {
+  cat <<LUA
+-- EAS Sync POST, 1 KiB WBXML, as an iPhone on protocol 14.1 sends it.
+local f = assert(io.open("$1", "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.path = "/Microsoft-Server-ActiveSync?$2"
+wrk.headers["Host"] = "localhost"
+wrk.headers["Content-Type"] = "application/vnd.ms-sync.wbxml"
+wrk.headers["MS-ASProtocolVersion"] = "14.1"
+wrk.headers["Authorization"] = "Basic dTpw"
+wrk.headers["User-Agent"] = "Apple-iPhone9C1/1402.72"
+wrk.headers["X-MS-PolicyKey"] = "3915816436"
+LUA
+}

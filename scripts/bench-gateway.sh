@@ -107,19 +107,9 @@ bench_cert "$TMP/tls/key.pem" "$TMP/tls/cert.pem"
 "$BIN/bench-payload" "$TMP/payload"
 REQ_BODY=$TMP/payload/sync-request-1k.wbxml
 
-cat >"$TMP/eas.lua" <<EOF
--- EAS Sync POST, 1 KiB WBXML, as an iPhone on protocol 14.1 sends it.
-local f = assert(io.open("$REQ_BODY", "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.path = "/Microsoft-Server-ActiveSync?$EAS_QUERY"
-wrk.headers["Host"] = "localhost"
-wrk.headers["Content-Type"] = "application/vnd.ms-sync.wbxml"
-wrk.headers["MS-ASProtocolVersion"] = "14.1"
-wrk.headers["Authorization"] = "Basic dTpw"
-wrk.headers["User-Agent"] = "Apple-iPhone9C1/1402.72"
-wrk.headers["X-MS-PolicyKey"] = "3915816436"
+{
+  bench_sync_lua "$REQ_BODY" "$EAS_QUERY"
+  cat <<'EOF'
 
 function done(summary, latency, requests)
   local s = summary.duration / 1e6
@@ -130,6 +120,7 @@ function done(summary, latency, requests)
     e.connect, e.read, e.write, e.status, e.timeout))
 end
 EOF
+} >"$TMP/eas.lua"
 
 # 5. Backend.
 port_busy "$BACKEND_PORT" && die "port $BACKEND_PORT busy (set BASE_PORT)"

@@ -75,22 +75,14 @@ drain_timeout_ms = 2000
 [storage]
 data_dir = "$TMP/data"
 EOF
-cat >"$TMP/eas.lua" <<EOF
-local f = assert(io.open("$TMP/payload/sync-request-1k.wbxml", "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.path = "/Microsoft-Server-ActiveSync?Cmd=Sync&User=u&DeviceId=dev0001&DeviceType=iPhone"
-wrk.headers["Host"] = "localhost"
-wrk.headers["Content-Type"] = "application/vnd.ms-sync.wbxml"
-wrk.headers["MS-ASProtocolVersion"] = "14.1"
-wrk.headers["Authorization"] = "Basic dTpw"
-wrk.headers["User-Agent"] = "Apple-iPhone9C1/1402.72"
-wrk.headers["X-MS-PolicyKey"] = "3915816436"
+{
+  bench_sync_lua "$TMP/payload/sync-request-1k.wbxml" "Cmd=Sync&User=u&DeviceId=dev0001&DeviceType=iPhone"
+  cat <<'EOF'
 function done(summary, latency, requests)
   io.write(string.format("WRKREQUESTS %d\n", summary.requests))
 end
 EOF
+} >"$TMP/eas.lua"
 
 "$BIN/bench-backend" --listen "127.0.0.1:$BACKEND" --park-timeout-s 900 --lifetime-s 3600 \
   2>"$TMP/backend.log" &
