@@ -75,6 +75,11 @@ impl DeviceId {
         &self.0
     }
 
+    /// The validated id, without a copy.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
     /// The access-list key: DeviceIds compare case-insensitively.
     pub fn key(&self) -> String {
         self.0.to_ascii_lowercase()

@@ -55,11 +55,18 @@ const COMMANDS: [&str; 24] = [
 
 /// The command of a request without allocating (hot path: every request).
 pub fn command(query: Option<&str>) -> Command {
-    match command_name(query) {
-        "Ping" => Command::Ping,
-        "Sync" => Command::Sync,
-        "-" => Command::None,
-        _ => Command::Other,
+    Command::of_name(command_name(query))
+}
+
+impl Command {
+    /// The command named by a [`command_name`] label.
+    pub fn of_name(name: &str) -> Command {
+        match name {
+            "Ping" => Command::Ping,
+            "Sync" => Command::Sync,
+            "-" => Command::None,
+            _ => Command::Other,
+        }
     }
 }
 
@@ -69,7 +76,10 @@ pub fn command_name(query: Option<&str>) -> &'static str {
     let Some(q) = query.filter(|q| !q.is_empty()) else {
         return "-";
     };
-    if is_base64_query(q) {
+    let bytes = q.as_bytes();
+    // `Cmd=` first (how devices write it) cannot be base64: `=` there is not padding.
+    let plain_cmd_first = bytes.len() > 4 && bytes[..4].eq_ignore_ascii_case(b"cmd=");
+    if !plain_cmd_first && is_base64_query(q) {
         // First 4 base64 chars decode to [version, command, locale low byte].
         let mut buf = [0u8; 3];
         let Some(head) = q.get(..4) else { return "-" };
@@ -78,13 +88,12 @@ pub fn command_name(query: Option<&str>) -> &'static str {
             _ => "-",
         };
     }
-    for pair in q.split('&') {
-        if let Some((k, v)) = pair.split_once('=')
-            && k.eq_ignore_ascii_case("cmd")
-        {
+    for pair in bytes.split(|&b| b == b'&') {
+        if pair.len() >= 4 && pair[..4].eq_ignore_ascii_case(b"cmd=") {
+            let v = &pair[4..];
             return COMMANDS
                 .iter()
-                .find(|c| c.eq_ignore_ascii_case(v))
+                .find(|c| c.as_bytes().eq_ignore_ascii_case(v))
                 .copied()
                 .unwrap_or("Other");
         }

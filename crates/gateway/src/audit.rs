@@ -157,12 +157,9 @@ impl Drop for Exchange {
             .metrics
             .request_finished(service, server, self.status, self.command, elapsed);
         if let Some(who) = &self.device {
-            self.gw.access.record_response(
-                &who.user,
-                &who.device_id,
-                self.status,
-                self.server.as_deref(),
-            );
+            self.gw
+                .access
+                .record_response_key(&who.key, self.status, self.server.as_deref());
         }
         if !sink::enabled() {
             return;
@@ -283,15 +280,32 @@ fn push_opt(b: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-/// A client address, quoted (no JSON escaping needed). IPv4, the common case, without `fmt`.
+/// A client address, quoted (no JSON escaping needed). IPv4, the common case, is built in a
+/// stack buffer and copied once.
 fn push_ip(b: &mut Vec<u8>, ip: &IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            b.push(b'"');
-            for (i, o) in v4.octets().into_iter().enumerate() {
-                push_num(b, if i == 0 { b"" } else { b"." }, u64::from(o));
+            let mut out = [0u8; 17];
+            out[0] = b'"';
+            let mut i = 1;
+            for (k, o) in v4.octets().into_iter().enumerate() {
+                if k > 0 {
+                    out[i] = b'.';
+                    i += 1;
+                }
+                if o >= 100 {
+                    out[i] = b'0' + o / 100;
+                    i += 1;
+                }
+                if o >= 10 {
+                    out[i] = b'0' + o / 10 % 10;
+                    i += 1;
+                }
+                out[i] = b'0' + o % 10;
+                i += 1;
             }
-            b.push(b'"');
+            out[i] = b'"';
+            b.extend_from_slice(&out[..=i]);
         }
         IpAddr::V6(_) => {
             use std::io::Write as _;
@@ -333,11 +347,6 @@ fn push_num(b: &mut Vec<u8>, key: &[u8], n: u64) {
     b.extend_from_slice(&digits[i..]);
 }
 
-fn push2(b: &mut Vec<u8>, n: u64) {
-    b.push(b'0' + (n / 10 % 10) as u8);
-    b.push(b'0' + (n % 10) as u8);
-}
-
 /// The user name of a Basic `Authorization` (the password is dropped here).
 fn basic_user(v: &HeaderValue) -> Option<String> {
     let b = v.as_bytes();
@@ -353,9 +362,16 @@ fn basic_user(v: &HeaderValue) -> Option<String> {
 
 /// UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 fn push_time(b: &mut Vec<u8>) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    push_time_at(
+        b,
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    );
+}
+
+/// `d` after the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+fn push_time_at(b: &mut Vec<u8>, d: std::time::Duration) {
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Days since 1970-01-01 to civil date (H. Hinnant's algorithm).
@@ -368,23 +384,26 @@ fn push_time(b: &mut Vec<u8>) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = (yoe + era * 400 + i64::from(month <= 2)).clamp(0, 9999) as u64;
-    push2(b, year / 100);
-    push2(b, year);
-    b.push(b'-');
-    push2(b, month as u64);
-    b.push(b'-');
-    push2(b, day as u64);
-    b.push(b'T');
-    push2(b, rem / 3600);
-    b.push(b':');
-    push2(b, rem % 3600 / 60);
-    b.push(b':');
-    push2(b, rem % 60);
-    b.push(b'.');
     let ms = u64::from(d.subsec_millis());
-    b.push(b'0' + (ms / 100) as u8);
-    push2(b, ms);
-    b.push(b'Z');
+    let fields = [
+        year / 100,
+        year % 100,
+        month as u64,
+        day as u64,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+    ];
+    // YYYY-MM-DDTHH:MM:SS.mmmZ, built in place and copied once.
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    for (at, v) in [0, 2, 5, 8, 11, 14, 17].into_iter().zip(fields) {
+        out[at] = b'0' + (v / 10 % 10) as u8;
+        out[at + 1] = b'0' + (v % 10) as u8;
+    }
+    out[20] = b'0' + (ms / 100 % 10) as u8;
+    out[21] = b'0' + (ms / 10 % 10) as u8;
+    out[22] = b'0' + (ms % 10) as u8;
+    b.extend_from_slice(&out);
 }
 
 #[cfg(test)]
@@ -421,6 +440,8 @@ mod tests {
             "0.0.0.0",
             "127.0.0.1",
             "10.200.30.255",
+            "255.255.255.255",
+            "1.22.100.9",
             "::1",
             "2001:db8::7",
         ] {
@@ -446,5 +467,15 @@ mod tests {
         let t = String::from_utf8(b).unwrap();
         assert_eq!(t.len(), 24);
         assert!(t.starts_with("20"));
+        for (secs, ms, want) in [
+            (0, 0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400, 7, "2000-02-29T00:00:00.007Z"),
+            (1_795_651_199, 999, "2026-11-25T23:59:59.999Z"),
+            (4_107_542_400, 120, "2100-03-01T00:00:00.120Z"),
+        ] {
+            let mut b = Vec::new();
+            push_time_at(&mut b, std::time::Duration::from_millis(secs * 1000 + ms));
+            assert_eq!(String::from_utf8(b).unwrap(), want);
+        }
     }
 }

@@ -162,7 +162,7 @@ impl IdleList {
 /// Idle connections per server, keyed like health so they survive reloads.
 #[derive(Default)]
 pub struct Pool {
-    map: ArcSwap<HashMap<ServerAddr, Arc<IdleList>>>,
+    map: ArcSwap<HashMap<ServerAddr, Arc<IdleList>, crate::metrics::ConfigKeyed>>,
     write: parking_lot::Mutex<()>,
 }
 

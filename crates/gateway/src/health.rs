@@ -230,7 +230,7 @@ pub struct HealthRegistry {
 
 #[derive(Default)]
 struct Inner {
-    map: ArcSwap<HashMap<ServerAddr, Arc<ServerHealth>>>,
+    map: ArcSwap<HashMap<ServerAddr, Arc<ServerHealth>, crate::metrics::ConfigKeyed>>,
     write: parking_lot::Mutex<()>,
 }
 

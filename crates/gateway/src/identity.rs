@@ -33,6 +33,8 @@ pub struct DeviceIdentity {
     /// Base64 version field, else `MS-ASProtocolVersion`.
     pub version: Option<ProtocolVersion>,
     pub user_agent: Option<String>,
+    /// (user, DeviceId) normalised once for the access store and the heartbeat memory.
+    pub key: crate::access::DeviceKey,
 }
 
 impl DeviceIdentity {
@@ -58,33 +60,45 @@ pub fn identify<B>(req: &Request<B>) -> Result<Identified> {
         let path = path.chars().take(200).collect();
         return Err(Error::NotActiveSync { path });
     }
-    let parsed = EasRequest::parse(req.method(), req.uri(), req.headers())
+    let mut parsed = EasRequest::parse(req.method(), req.uri(), req.headers())
         .map_err(|source| Error::Identity { source })?;
     if parsed.is_options() {
         return Ok(Identified::Options);
     }
     // `EasRequest` guarantees DeviceId / DeviceType / command for a POST; refuse anyway if not.
+    // The strings are moved out of `parsed`, not copied.
     let (Some(device_id), Some(device_type), Some(command)) = (
-        parsed.device_id.as_ref(),
-        parsed.device_type.as_ref(),
+        parsed.device_id.take(),
+        parsed.device_type.take(),
         parsed.command.as_ref(),
     ) else {
         return Err(Error::Identity {
             source: eas::EasError::MissingDeviceId,
         });
     };
-    let Some(user) = parsed.user_name().filter(|u| !u.is_empty()) else {
+    let command_name: String = command.raw_name().chars().take(64).collect();
+    // The query's `User` (an empty one names nobody), else the Basic login name.
+    let user = match parsed.user.take() {
+        Some(u) => Some(u).filter(|u| !u.is_empty()),
+        None => parsed
+            .user_name()
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned),
+    };
+    let Some(user) = user else {
         return Err(Error::NoUser);
     };
-    let command_name: String = command.raw_name().chars().take(64).collect();
+    let device_id = device_id.into_string();
+    let key = crate::access::DeviceKey::new(&user, &device_id);
     Ok(Identified::Device(DeviceIdentity {
-        user: user.to_owned(),
-        device_id: device_id.as_str().to_owned(),
-        device_type: device_type.clone(),
+        user,
+        device_id,
+        device_type,
         command: parsed.known_command(),
         command_name,
         version: parsed.version,
-        user_agent: parsed.headers.user_agent.clone(),
+        user_agent: parsed.headers.user_agent.take(),
+        key,
     }))
 }
 

@@ -86,12 +86,23 @@ thread_local! {
 /// The label set's map key. FNV-1a: the labels come from config and code (service, server,
 /// status, command name), never from devices, so a fast non-keyed hash is safe here.
 fn key(parts: impl Hash) -> u64 {
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut h = Fnv::default();
     parts.hash(&mut h);
     h.finish()
 }
 
-struct Fnv(u64);
+/// FNV-1a. Only for keys that come from config or code, never from devices (a device could
+/// choose colliding keys; device-keyed maps keep std's keyed SipHash).
+pub(crate) struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+/// Builds [`Fnv`] hashers: maps keyed by configured servers.
+pub(crate) type ConfigKeyed = std::hash::BuildHasherDefault<Fnv>;
 
 impl Hasher for Fnv {
     fn write(&mut self, bytes: &[u8]) {

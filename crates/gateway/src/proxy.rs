@@ -358,7 +358,11 @@ async fn prepare(
     }
     let bytes_in = ex.as_ref().map(|e| e.bytes_in.clone());
     let silence = rt.timeouts.socket_read_write;
-    let command = activesync::command(parts.uri.query());
+    // Named once per request (by `handle`, for the audit record).
+    let command = match ex.as_ref() {
+        Some(e) => Command::of_name(e.command),
+        None => activesync::command(parts.uri.query()),
+    };
     let redirecting = rt.activesync.redirect_processing;
     // A body kept for a 451 replay must be read whole before it is sent: only bodies that
     // declare a length within the replay limit are (a few KiB for EAS commands); everything
@@ -374,7 +378,7 @@ async fn prepare(
     };
     let key = device
         .as_ref()
-        .map(|d| (d.user.as_str(), d.device_id.to_ascii_lowercase()));
+        .map(|d| (d.user.as_str(), d.key.device.as_str()));
     let (body, poll, complete) = match att.as_ref().filter(|p| p.rewrites_request()) {
         // Boxed (as every stage that is over before the server answers): a parked Ping keeps
         // this future for up to an hour, and its size is that of its largest stage.
@@ -386,14 +390,7 @@ async fn prepare(
         }
         None => {
             Box::pin(read_prefix(
-                gw,
-                key.as_ref().map(|(u, d)| (*u, d.as_str())),
-                command,
-                body,
-                prefix,
-                limit,
-                silence,
-                bytes_in,
+                gw, key, command, body, prefix, limit, silence, bytes_in,
             ))
             .await?
         }
@@ -451,7 +448,7 @@ async fn prepare(
 /// Stage "decide access": the one access check per device request (decision + association),
 /// recorded on the audit record.
 fn decide_access(gw: &Gateway, id: &Arc<DeviceIdentity>, ex: &mut Option<Exchange>) -> Decision {
-    let d = gw.access.check(&id.request_info());
+    let d = gw.access.check_key(&id.key, &id.request_info());
     if d.would_block {
         gw.metrics
             .access_decision("REPORT", d.rule.effective().name());

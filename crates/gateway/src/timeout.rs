@@ -84,44 +84,72 @@ pub fn response_timeout(t: &Timeouts, poll: LongPoll, remembered: Option<u32>) -
     (heartbeat + t.long_poll_margin).max(t.server_response)
 }
 
+/// `tokio::time::timeout`, but the timer is armed only if `fut` is not ready at once. Most
+/// writes and flushes finish on their first poll; they then read no clock and touch no timer.
+pub async fn within<F: Future>(
+    limit: Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match fut.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await;
+    match first {
+        Some(v) => Ok(v),
+        None => tokio::time::timeout(limit, fut).await,
+    }
+}
+
 pin_project! {
-    /// Fires after `timeout` without activity. Activity only stores a time stamp; the timer is
-    /// re-armed when it fires early, so a busy stream does not touch the timer wheel per frame.
+    /// Fires after `timeout` without activity. Nothing is armed until the stream first waits
+    /// (a body that is all there never reads the clock); activity only forgets when the wait
+    /// began, and the timer is re-armed when it fires early, so a busy stream does not touch
+    /// the timer wheel per frame.
     pub struct IdleTimer {
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
         timeout: Duration,
-        last: Instant,
+        // When the current silence began; `None` until the stream waits after activity.
+        since: Option<Instant>,
     }
 }
 
 impl IdleTimer {
     pub fn new(timeout: Duration) -> Self {
-        let now = Instant::now();
         Self {
-            sleep: tokio::time::sleep_until(now + timeout),
+            sleep: None,
             timeout,
-            last: now,
+            since: None,
         }
     }
 
-    /// Bytes moved: push the deadline out.
+    /// Bytes moved: the next wait starts a new silence.
     pub fn touch(self: Pin<&mut Self>) {
-        *self.project().last = Instant::now();
+        *self.project().since = None;
     }
 
-    /// True when the stream has been silent for `timeout`.
+    /// Call when the stream has to wait: true once it has been silent for `timeout`.
     pub fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
         let mut this = self.project();
+        let deadline = *this.since.get_or_insert_with(Instant::now) + *this.timeout;
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        let Some(mut sleep) = this.sleep.as_pin_mut() else {
+            return false;
+        };
         loop {
-            if this.sleep.as_mut().poll(cx).is_pending() {
+            if sleep.as_mut().poll(cx).is_pending() {
                 return false;
             }
-            let deadline = *this.last + *this.timeout;
             if deadline <= Instant::now() {
                 return true;
             }
-            this.sleep.as_mut().reset(deadline);
+            sleep.as_mut().reset(deadline);
         }
     }
 

@@ -241,15 +241,20 @@ impl DeviceAccess {
     /// Decide a device request and record it in the device's association — the one call per
     /// request. No I/O, no await; one shard lock and the list's read lock, both briefly.
     pub fn check(&self, req: &RequestInfo<'_>) -> Decision {
-        let key = DeviceKey::new(req.user, req.device_id);
+        self.check_key(&DeviceKey::new(req.user, req.device_id), req)
+    }
+
+    /// [`DeviceAccess::check`] with the key already normalised (the request path builds it once
+    /// per request).
+    pub fn check_key(&self, key: &DeviceKey, req: &RequestInfo<'_>) -> Decision {
         let policy = self.policy.load();
         let portal = self.portal();
         let now = Timestamp::now();
         let decision = self.assoc.with_user(&key.user, |devs| {
             let list = self.list.read();
-            let (decision, state) = decide_locked(&policy, portal, &list, devs, &key);
+            let (decision, state) = decide_locked(&policy, portal, &list, devs, key);
             drop(list);
-            Associations::record(devs, &key, req, &decision, state, now);
+            Associations::record(devs, key, req, &decision, state, now);
             decision
         });
         self.mark_dirty();
@@ -268,10 +273,12 @@ impl DeviceAccess {
 
     /// Record the answer a request got (status; server when forwarded). Cheap; optional.
     pub fn record_response(&self, user: &str, device_id: &str, status: u16, server: Option<&str>) {
-        if self
-            .assoc
-            .record_response(&DeviceKey::new(user, device_id), status, server)
-        {
+        self.record_response_key(&DeviceKey::new(user, device_id), status, server);
+    }
+
+    /// [`DeviceAccess::record_response`] with the key already normalised.
+    pub fn record_response_key(&self, key: &DeviceKey, status: u16, server: Option<&str>) {
+        if self.assoc.record_response(key, status, server) {
             self.mark_dirty();
         }
     }
