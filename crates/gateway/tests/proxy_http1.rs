@@ -1548,6 +1548,71 @@ async fn a_server_refusing_an_upload_is_not_marked_dead_by_it() {
     assert!(h.is_live(false), "a device's uploads made the server dead");
 }
 
+/// A server that answers early and then stops reading the body without closing (the upload
+/// fills the socket buffers and stalls): once the socket timeout says the server no longer reads,
+/// the device gets the server's own answer (413 with its body), not a 502, and the connection
+/// closes after it. The server stays live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_answering_before_reading_the_body_gets_its_answer_to_the_device() {
+    let (addr, _conns, _task) = raw_backend(|mut s: TcpStream| async move {
+        let _ = read_head(&mut s).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 413 Request Entity Too Large\r\nContent-Length: 9\r\nX-From: server\r\n\r\ntoo large")
+            .await;
+        // Neither reads nor closes: the gateway's writes stall.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+    })
+    .await;
+    let server = addr_of(addr);
+    let mut rt = runtime(std::slice::from_ref(&server));
+    rt.timeouts.socket_read_write = Duration::from_millis(400);
+    let g = start(rt).await;
+    // Larger than what loopback socket buffers on both hops can absorb.
+    let body_len: usize = 64 * 1024 * 1024;
+    let mut d = TcpStream::connect(g.addr).await.unwrap();
+    let head = format!(
+        "POST /Microsoft-Server-ActiveSync?Cmd=SendMail&User=u&DeviceId=DEV1&DeviceType=iPhone HTTP/1.1\r\nHost: gw.test\r\nContent-Type: message/rfc822\r\nContent-Length: {body_len}\r\n\r\n"
+    );
+    d.write_all(head.as_bytes()).await.unwrap();
+    let (mut r, mut w) = d.into_split();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while sent < body_len {
+            if w.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    let t0 = Instant::now();
+    let mut resp = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), r.read_to_end(&mut resp)).await;
+    let sent = writer.await.unwrap_or(0);
+    let text = String::from_utf8_lossy(&resp);
+    assert!(
+        read.is_ok(),
+        "the device connection was not closed; got {text:?}"
+    );
+    assert!(
+        text.starts_with("HTTP/1.1 413"),
+        "device got {:?} after {:?}",
+        text.lines().next(),
+        t0.elapsed()
+    );
+    assert!(
+        text.to_ascii_lowercase().contains("x-from: server"),
+        "{text}"
+    );
+    assert!(text.ends_with("too large"), "{text}");
+    assert!(
+        sent < body_len,
+        "the whole body went through ({sent} bytes)"
+    );
+    assert!(g.gw.health.get(&server).is_live(false));
+}
+
 /// Tiny chunks from a device are batched towards the server, not one write (and one packet)
 /// each; the decoded body is intact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,10 @@ use crate::model::ServerAddr;
 /// Largest response head accepted from a server.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
+/// How long a server that stopped taking a request body gets to show the answer it sent (at
+/// most the socket timeout).
+const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(2);
+
 /// A request body this small is written in the same system call as the head.
 const COALESCE: usize = 64 * 1024;
 
@@ -96,7 +100,7 @@ impl ServerConn {
         }
         // The first write decides whether the request may go elsewhere: nothing written, nothing
         // sent.
-        let first = match tokio::time::timeout(silence, self.io.write(out.bytes())).await {
+        let first = match crate::timeout::within(silence, self.io.write(out.bytes())).await {
             Ok(Ok(n)) if n > 0 => n,
             Ok(Ok(_)) => {
                 let e = io::Error::new(io::ErrorKind::WriteZero, "server connection closed");
@@ -124,7 +128,7 @@ impl ServerConn {
         };
         drop(parts);
         let write = async {
-            match tokio::time::timeout(silence, self.io.write_all(&out.bytes()[first..])).await {
+            match crate::timeout::within(silence, self.io.write_all(&out.bytes()[first..])).await {
                 Ok(r) => r.map_err(Fail::Io)?,
                 Err(_) => return Err(Fail::Io(stalled())),
             }
@@ -132,7 +136,7 @@ impl ServerConn {
             if whole.is_none() {
                 stream_body(&mut self.io, &mut body, len.is_none(), silence).await?;
             }
-            match tokio::time::timeout(silence, self.io.flush()).await {
+            match crate::timeout::within(silence, self.io.flush()).await {
                 Ok(r) => r.map_err(Fail::Io),
                 Err(_) => Err(Fail::Io(stalled())),
             }
@@ -142,15 +146,31 @@ impl ServerConn {
             // The device's body failing (too large, stalled) is the device's fault.
             Err(Fail::Body(e)) => return Err((e, None)),
             // Part of the request went out and the server stopped reading: most often a server
-            // refusing an upload (it answered and closed). Not a health failure (see the error).
+            // refusing an upload (413 or 401 before the body, then close). Its answer, if it
+            // sent one, goes to the device as nginx and HAProxy pass it; the connection is not
+            // reused (the request was cut). Not a health failure either way (see the error).
             Err(Fail::Io(source)) => {
-                return Err((
-                    Error::UploadRefused {
-                        server: server.clone(),
-                        source,
-                    },
-                    None,
-                ));
+                drop(body);
+                let grace = silence.min(EARLY_ANSWER_WAIT);
+                return match tokio::time::timeout(grace, self.read_head(is_head)).await {
+                    Ok(Ok(answer)) => {
+                        tracing::debug!(%server, error = %source, status = answer.0.parts.status.as_u16(),
+                            "server answered before taking the whole request body");
+                        Ok(Sent {
+                            conn: self,
+                            is_head,
+                            home: None,
+                            early: Some(Box::new(answer)),
+                        })
+                    }
+                    _ => Err((
+                        Error::UploadRefused {
+                            server: server.clone(),
+                            source,
+                        },
+                        None,
+                    )),
+                };
             }
         }
         drop(body);
@@ -158,6 +178,7 @@ impl ServerConn {
             conn: self,
             is_head,
             home,
+            early: None,
         })
     }
 
@@ -174,6 +195,9 @@ pub struct Sent {
     conn: ServerConn,
     is_head: bool,
     home: Option<Home>,
+    /// A response head the server sent before it took the whole request body (boxed: parked
+    /// requests hold a `Sent`).
+    early: Option<Box<(head::ResponseHead, Loan)>>,
 }
 
 impl Sent {
@@ -188,8 +212,13 @@ impl Sent {
             conn: mut this,
             is_head,
             home,
+            early,
         } = self;
-        let (h, mut buf) = match tokio::time::timeout(rto, this.read_head(is_head)).await {
+        let read = match early {
+            Some(answer) => Ok(Ok(*answer)),
+            None => tokio::time::timeout(rto, this.read_head(is_head)).await,
+        };
+        let (h, mut buf) = match read {
             Ok(Ok(x)) => x,
             Ok(Err(source)) => {
                 return Err(Error::Upstream {
@@ -350,7 +379,7 @@ async fn stream_body(
             out.bytes()
         };
         if !bytes.is_empty() {
-            match tokio::time::timeout(silence, io.write_all(bytes)).await {
+            match crate::timeout::within(silence, io.write_all(bytes)).await {
                 Ok(r) => r.map_err(Fail::Io)?,
                 Err(_) => return Err(Fail::Io(stalled())),
             }

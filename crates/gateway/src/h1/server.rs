@@ -155,6 +155,8 @@ pub async fn serve(
     let mut carry: Option<Loan> = None;
     // Empty only while a streaming request body has the socket.
     let mut slot = Some(io);
+    // The device may still be sending a body nobody read (the server answered early).
+    let mut unread = false;
     // Each stage that is over before the request path answers is boxed, so what a parked
     // request holds is this loop's few locals and the boxed request path.
     while let Some(io) = slot.as_mut() {
@@ -178,7 +180,10 @@ pub async fn serve(
             Some(rx) => {
                 let after = after_streamed_body(&conn, handling, rx, &mut slot, &mut carry, &s);
                 match Box::pin(after).await {
-                    Some((resp, close)) => (resp, close || meta.close),
+                    Some((resp, incomplete)) => {
+                        unread = incomplete;
+                        (resp, incomplete || meta.close)
+                    }
                     None => return,
                 }
             }
@@ -217,7 +222,10 @@ pub async fn serve(
         }
     }
     if let Some(io) = slot.as_mut() {
-        let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+        let shut = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
+        if unread && shut.is_ok() {
+            linger(io).await;
+        }
     }
 }
 
@@ -225,7 +233,8 @@ type Handled = Box<Result<Response<RespBody>, std::convert::Infallible>>;
 
 /// A request whose body streamed: the socket comes back once the body has been read (or
 /// dropped), usually before the server answers; while the request is still in flight (a parked
-/// Ping) the device going away ends it, as for small bodies. `None`: close the connection.
+/// Ping) the device going away ends it, as for small bodies. `None`: close the connection;
+/// the flag: the body was not read to its end (the connection closes after the response).
 async fn after_streamed_body(
     conn: &DeviceConn,
     mut handling: std::pin::Pin<
@@ -393,7 +402,7 @@ async fn continue_100(io: &mut DeviceSocket, s: &Settings) -> io::Result<()> {
         io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         io.flush().await
     };
-    tokio::time::timeout(s.silence, w)
+    crate::timeout::within(s.silence, w)
         .await
         .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
@@ -461,25 +470,30 @@ async fn refuse(io: &mut DeviceSocket, conn: &DeviceConn, e: &Error, s: &Setting
         io.flush().await
     };
     let _ = tokio::time::timeout(s.silence, w).await;
-    // Close our side, then read (and drop) what the device was still sending for a moment:
-    // closing with unread bytes resets the connection, which can destroy the answer before the
-    // device reads it.
+    // Close our side, then let the device's remaining bytes drain (see `linger`).
     if tokio::time::timeout(Duration::from_secs(1), io.shutdown())
         .await
         .is_ok()
     {
-        let drain = async {
-            let mut sink = vec![0u8; 4096];
-            let mut left: usize = 256 * 1024;
-            while left > 0 {
-                match io.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left = left.saturating_sub(n),
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+        linger(io).await;
     }
+}
+
+/// After our side is shut down: read (and drop) what the device is still sending, for a
+/// moment. Closing with unread bytes resets the connection, which can destroy the answer
+/// before the device reads it (RFC 9112, 9.6).
+async fn linger(io: &mut DeviceSocket) {
+    let drain = async {
+        let mut sink = vec![0u8; 4096];
+        let mut left: usize = 256 * 1024;
+        while left > 0 {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// Writes a response; `Ok(true)` when the connection may carry another request.
@@ -582,7 +596,7 @@ async fn write_response(
         }
     }
     write_out(io, &mut out, s).await?;
-    match tokio::time::timeout(s.silence, io.flush()).await {
+    match crate::timeout::within(s.silence, io.flush()).await {
         Ok(r) => r?,
         Err(_) => return Err(io::ErrorKind::TimedOut.into()),
     }
@@ -596,7 +610,7 @@ async fn write_out(io: &mut DeviceSocket, out: &mut Loan, s: &Settings) -> io::R
 }
 
 async fn write_all(io: &mut DeviceSocket, b: &[u8], s: &Settings) -> io::Result<()> {
-    match tokio::time::timeout(s.silence, io.write_all(b)).await {
+    match crate::timeout::within(s.silence, io.write_all(b)).await {
         Ok(r) => r,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
