@@ -8,7 +8,9 @@
 #   1. memory per parked Ping: RSS before/after PARK EAS Pings held at the backend (bench-parker);
 #   2. memory per idle TLS keep-alive connection (after one Sync each), IDLE of them;
 #   3. throughput: wrk -t$THREADS -c$CONNS -d${DURATION}s over TLS, keep-alive, 1 KiB WBXML POST
-#      in, 4 KiB WBXML out; ROUNDS rounds, proxies alternating, after a WARMUP-second run.
+#      in, 4 KiB WBXML out; ROUNDS rounds, proxies alternating, after a WARMUP-second run. Besides
+#      req/s: proxy CPU per request, and the same divided by the backend's CPU per request in that
+#      round (the backend's work per request is fixed, so this cancels the machine's speed drift).
 # Prints a side-by-side table and (APPEND=1) inserts a dated block into docs/benchmarks.md.
 #
 # Knobs (environment):
@@ -352,16 +354,22 @@ hold_phase() { # index mode count [key]: one retry on a fresh proxy if not all N
 
 # Phase: throughput.
 wrk_phase() { # index round
-  local i=$1 r=$2 label=${LABELS[$1]} url t0 t1 line
+  local i=$1 r=$2 label=${LABELS[$1]} url t0 t1 b0 b1 line
   start_proxy "$i" || { R[$label,rps,$r]=n/a; return 0; }
   url="$SCHEME://127.0.0.1:$(port_of "$i")/Microsoft-Server-ActiveSync?$EAS_QUERY"
   wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$TMP/eas.lua" "$url" >/dev/null 2>&1 || true
   t0=$(cpu_ticks "$PROXY_PID")
+  b0=$(cpu_ticks "$BACKEND_PID")
   line=$(wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" -s "$TMP/eas.lua" "$url" 2>&1 | grep '^WRKRESULT' || echo "WRKRESULT none")
   t1=$(cpu_ticks "$PROXY_PID")
+  b1=$(cpu_ticks "$BACKEND_PID")
   R[$label,rss_load,$r]=$(rss_kib "$PROXY_PID")
   stop_pid "$PROXY_PID"
-  log "$label round $r: $line"
+  # The backend does the same work per request behind either proxy: its CPU per request is this
+  # round's yardstick for the machine's speed, which drifts by up to 2x within minutes here.
+  R[$label,norm,$r]=$(awk -v a="$t0" -v b="$t1" -v c="$b0" -v d="$b1" \
+    'BEGIN { if (d > c) printf "%.3f", (b - a) / (d - c); else print "n/a" }')
+  log "$label round $r: $line proxy_cpu_per_backend_cpu=${R[$label,norm,$r]:-?}"
   local errs bpr
   errs=$(awk -v l="$line" 'BEGIN { n = split(l, kv, " "); s = 0; ok = 0
     for (j = 1; j <= n; j++) if (kv[j] ~ /^err_/) { split(kv[j], p, "="); s += p[2]; ok = 1 }
@@ -411,7 +419,7 @@ B=${LABELS[1]}
 mean() { # label key -> mean over rounds (n/a if any round is n/a)
   local vals=() r
   for r in $(seq 1 "$ROUNDS"); do vals+=("${R[$1,$2,$r]:-n/a}"); done
-  printf '%s\n' "${vals[@]}" | awk '/n\/a/ { bad = 1 } { s += $1; n++ } END { if (bad || n == 0) print "n/a"; else printf "%.1f\n", s / n }'
+  printf '%s\n' "${vals[@]}" | awk '/n\/a/ { bad = 1 } { s += $1; n++ } END { if (bad || n == 0) print "n/a"; else printf "%.3f\n", s / n }'
 }
 RATIOS=()
 for r in $(seq 1 "$ROUNDS"); do RATIOS+=("$(ratio "${R[$A,rps,$r]:-n/a}" "${R[$B,rps,$r]:-n/a}")"); done
@@ -431,6 +439,7 @@ REPORT=$TMP/report.md
   done
   [ "$ROUNDS" -gt 0 ] && echo "| latency p50 / p99, ms (mean) | $(fmt "$(mean "$A" p50)" 2) / $(fmt "$(mean "$A" p99)" 2) | $(fmt "$(mean "$B" p50)" 2) / $(fmt "$(mean "$B" p99)" 2) | |"
   [ "$ROUNDS" -gt 0 ] && echo "| requests per proxy CPU-second (mean) | $(fmt "$(mean "$A" rpcpu)" 0) | $(fmt "$(mean "$B" rpcpu)" 0) | $(ratio "$(mean "$A" rpcpu)" "$(mean "$B" rpcpu)") |"
+  [ "$ROUNDS" -gt 0 ] && echo "| proxy CPU per request ÷ backend CPU per request (mean; machine-speed-normalised) | $(fmt "$(mean "$A" norm)" 2) | $(fmt "$(mean "$B" norm)" 2) | $(ratio "$(mean "$A" norm)" "$(mean "$B" norm)") |"
   [ "$ROUNDS" -gt 0 ] && echo "| proxy RSS under load, MiB | $(awk -v x="${R[$A,rss_load,1]:-0}" 'BEGIN{printf "%.1f", x/1024}') | $(awk -v x="${R[$B,rss_load,1]:-0}" 'BEGIN{printf "%.1f", x/1024}') | |"
   if [ "$PARK" -gt 0 ]; then
     echo "| KiB per parked Ping ($PARK), $SCHEME | $(fmt "${R[$A,ping]}" 2) | $(fmt "${R[$B,ping]}" 2) | $(ratio "${R[$A,ping]}" "${R[$B,ping]}") |"
