@@ -38,7 +38,10 @@ pub fn run_gateway(args: GatewayArgs) -> ExitCode {
 }
 
 fn run(args: &GatewayArgs) -> ExitCode {
+    // The control plane (accept loop, management API, health checks, signals). Device
+    // connections run on one single-threaded runtime per core (`gateway::workers`).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {

@@ -113,14 +113,24 @@ struct Idle {
     conn: ServerConn,
 }
 
-/// Idle connections of one server. The lock is per server and held only to push or pop.
+/// Idle connections of one server, one list per device worker (see [`crate::workers`]): a
+/// connection is registered with the I/O driver of the worker that opened it, so it is reused
+/// only there. Each lock is held only to push or pop.
 #[derive(Default)]
 pub struct IdleList {
-    conns: parking_lot::Mutex<Vec<Idle>>,
+    slots: [parking_lot::Mutex<Vec<Idle>>; SLOTS],
 }
 
-/// Most idle connections kept per server; more are closed on return.
+/// Lists per server: slot 0 for connections used outside the device workers (tests serving
+/// inline), one per worker beyond (workers past the last slot share, which only costs wake-ups).
+const SLOTS: usize = 17;
+
+/// Most idle connections kept per server and worker; more are closed on return.
 const MAX_IDLE_PER_SERVER: usize = 256;
+
+fn slot() -> usize {
+    crate::workers::current().map_or(0, |i| 1 + i % (SLOTS - 1))
+}
 
 impl IdleList {
     /// The most recently used live connection (LIFO keeps few sockets warm). A connection the
@@ -128,8 +138,9 @@ impl IdleList {
     /// on it.
     pub fn take(&self, tls: bool, idle_timeout: Duration) -> Option<ServerConn> {
         let now = Instant::now();
+        let list = &self.slots[slot()];
         loop {
-            let idle = self.conns.lock().pop()?;
+            let idle = list.lock().pop()?;
             if idle.conn.is_tls() == tls
                 && now.duration_since(idle.conn.since) < idle_timeout
                 && idle.conn.idle_is_clean()
@@ -141,7 +152,7 @@ impl IdleList {
 
     /// Returns a connection after its response completed.
     pub fn put(&self, conn: ServerConn) {
-        let mut conns = self.conns.lock();
+        let mut conns = self.slots[slot()].lock();
         if conns.len() >= MAX_IDLE_PER_SERVER {
             // Full: the oldest goes.
             conns.remove(0);
@@ -149,9 +160,9 @@ impl IdleList {
         conns.push(Idle { conn });
     }
 
-    /// Idle connections now (for tests and metrics).
+    /// Idle connections now, over all workers (for tests and metrics).
     pub fn len(&self) -> usize {
-        self.conns.lock().len()
+        self.slots.iter().map(|s| s.lock().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -174,6 +174,9 @@ pub enum Error {
         name: &'static str,
         source: std::io::Error,
     },
+    /// The device worker threads could not be started.
+    #[error("cannot start the device worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 impl Error {
@@ -212,7 +215,8 @@ impl Error {
             | Error::InvalidConfig { .. }
             | Error::ConfigSave { .. }
             | Error::Bind { .. }
-            | Error::Signal { .. } => Blame::Config,
+            | Error::Signal { .. }
+            | Error::Workers(_) => Blame::Config,
             Error::NoLiveServer { .. }
             | Error::Connect { .. }
             | Error::ConnectTimeout { .. }
@@ -265,9 +269,10 @@ impl Error {
             }
             Error::ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::InvalidConfig { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::ConfigSave { .. } | Error::Bind { .. } | Error::Signal { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Error::ConfigSave { .. }
+            | Error::Bind { .. }
+            | Error::Signal { .. }
+            | Error::Workers(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Connect { .. }
             | Error::ConnectTimeout { .. }
             | Error::ServerTls { .. }

@@ -27,8 +27,9 @@ pub mod route;
 pub mod timeout;
 pub mod versions;
 pub mod wipe;
+pub mod workers;
 
-pub use listener::serve_devices;
+pub use listener::{serve_devices, serve_devices_on};
 
 // Control plane: config validation, management API, reload, process lifecycle.
 pub mod atomic_file;

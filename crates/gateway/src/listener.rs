@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::proxy::{self, DeviceConn};
 use crate::state::Gateway;
+use crate::workers::DeviceWorkers;
 
 use crate::h1;
 
@@ -30,7 +31,18 @@ use crate::h1;
 pub async fn serve_devices(
     gw: Arc<Gateway>,
     listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_devices_on(gw, listener, shutdown, None).await;
+}
+
+/// As [`serve_devices`], each connection served by one of `workers` (one runtime per core, see
+/// [`crate::workers`]) instead of on the runtime that accepts; draining works the same.
+pub async fn serve_devices_on(
+    gw: Arc<Gateway>,
+    listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
+    workers: Option<Arc<DeviceWorkers>>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns: JoinSet<()> = JoinSet::new();
@@ -46,7 +58,28 @@ pub async fn serve_devices(
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         gw.metrics.connection_accepted();
-                        conns.spawn(serve_connection(gw.clone(), tcp, peer, stop_rx.clone()));
+                        let (gw, stop) = (gw.clone(), stop_rx.clone());
+                        match &workers {
+                            None => {
+                                conns.spawn(serve_connection(gw, tcp, peer, stop));
+                            }
+                            // Moved to the worker's I/O driver: taken off this runtime's here,
+                            // registered with the worker's on its own thread.
+                            Some(w) => match tcp.into_std() {
+                                Ok(tcp) => {
+                                    conns.spawn_on(
+                                        async move {
+                                            match TcpStream::from_std(tcp) {
+                                                Ok(tcp) => serve_connection(gw, tcp, peer, stop).await,
+                                                Err(e) => tracing::warn!(%peer, error = %e, "device connection not handed to a worker"),
+                                            }
+                                        },
+                                        w.pick(),
+                                    );
+                                }
+                                Err(e) => tracing::warn!(%peer, error = %e, "device connection not handed to a worker"),
+                            },
+                        }
                     }
                     Err(e) => {
                         // Out of descriptors or similar: back off instead of spinning.

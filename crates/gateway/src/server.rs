@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::reload::ControlPlane;
 use crate::state::Gateway;
 use crate::validate::{self, DevCertMode};
+use crate::workers::DeviceWorkers;
 
 /// Accept backlog: a gateway restart makes thousands of devices reconnect at once.
 const BACKLOG: u32 = 4096;
@@ -61,8 +62,15 @@ pub async fn run(config_path: &Path) -> Result<(), Error> {
             _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
         }
     };
-    let result = serve(cp, devices, management, stop).await;
+    // One device worker per core (as nginx's `worker_processes auto`); see `crate::workers`.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = Arc::new(DeviceWorkers::start(cores).map_err(Error::Workers)?);
+    let result = serve(cp, devices, management, stop, Some(workers.clone())).await;
     hup_task.abort();
+    // The accept loop has drained (or closed) every device connection: end the worker threads.
+    if let Ok(workers) = Arc::try_unwrap(workers) {
+        let _ = tokio::task::spawn_blocking(move || workers.stop()).await;
+    }
     result
 }
 
@@ -74,6 +82,7 @@ pub async fn serve(
     devices: TcpListener,
     management: TcpListener,
     stop: impl Future<Output = ()>,
+    workers: Option<Arc<DeviceWorkers>>,
 ) -> Result<(), Error> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let gateway = cp.gateway().clone();
@@ -89,10 +98,11 @@ pub async fn serve(
     drop(rt);
 
     let shutdown_rx_for_flusher = shutdown_rx.clone();
-    let device_task = tokio::spawn(crate::serve_devices(
+    let device_task = tokio::spawn(crate::serve_devices_on(
         gateway.clone(),
         devices,
         shutdown_rx.clone(),
+        workers,
     ));
     let management_task = tokio::spawn(crate::management::serve_management(
         cp.clone(),

@@ -313,3 +313,59 @@ async fn drain_timeout_cuts_requests_that_outlive_it() {
         "the device connection is closed after the drain timeout"
     );
 }
+
+/// One runtime per core, as `easgate gateway` serves devices: connections handed to device
+/// worker threads are served over TLS (HTTP/1.1 and HTTP/2), each worker reuses its own pooled
+/// server connection (two workers, four sequential device connections: exactly two server
+/// connections), and a shutdown drains a Ping parked on a worker.
+#[tokio::test]
+async fn device_workers_serve_keep_alive_pool_per_worker_and_drain() {
+    let be = backend(handler(|s: Seen| async move {
+        if s.uri.contains("Cmd=Ping") {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            return reply(200, "pong");
+        }
+        reply(200, [&b"echo:"[..], &s.body].concat())
+    }))
+    .await;
+    let tls = device_tls();
+    let mut rt = runtime(&[be.server()]);
+    rt.device_tls = Some(tls.server.clone());
+    let (gw, workers) = start_with_workers(rt, 2).await;
+    assert_eq!(workers.len(), 2);
+    for c in 0..4 {
+        let h2 = c == 3;
+        let mut d = device(gw.addr, Some(&tls.cert), h2).await;
+        for i in 0..3 {
+            let body = format!("c{c}r{i}");
+            let req = if h2 {
+                eas_h2("gw", "Sync", full(body.clone()))
+            } else {
+                eas("gw", "Sync", "u", "D1", full(body.clone()))
+            };
+            let (status, _, got) = d.send(req).await;
+            assert_eq!(status, StatusCode::OK, "connection {c} request {i}");
+            assert_eq!(got, Bytes::from(format!("echo:{body}")));
+        }
+    }
+    assert_eq!(be.count(), 12);
+    assert_eq!(
+        be.conns.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one pooled server connection per worker"
+    );
+    let mut d = device(gw.addr, Some(&tls.cert), false).await;
+    let parked = tokio::spawn(async move {
+        d.send(eas("gw", "Ping", "u", "D2", full(ping_body(60))))
+            .await
+    });
+    eventually("ping parked at the server", || be.count() == 13).await;
+    gw.stop.send(true).unwrap();
+    let (status, _, body) = parked.await.unwrap();
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"pong"[..]));
+    tokio::time::timeout(Duration::from_secs(5), gw.task)
+        .await
+        .expect("serve_devices_on returned")
+        .unwrap();
+    stop_workers(workers).await;
+}

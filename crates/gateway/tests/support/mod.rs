@@ -197,6 +197,40 @@ pub async fn start(rt: Runtime) -> RunningGateway {
     }
 }
 
+/// As [`start`], with each device connection served by one of `n` device workers (one runtime
+/// per core, as `easgate gateway` runs). Stop the workers with [`stop_workers`] at the end.
+pub async fn start_with_workers(
+    rt: Runtime,
+    n: usize,
+) -> (RunningGateway, Arc<gateway::workers::DeviceWorkers>) {
+    let gw = Gateway::new(rt);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, rx) = watch::channel(false);
+    let workers = Arc::new(gateway::workers::DeviceWorkers::start(n).unwrap());
+    let task = tokio::spawn(gateway::serve_devices_on(
+        gw.clone(),
+        listener,
+        rx,
+        Some(workers.clone()),
+    ));
+    (
+        RunningGateway {
+            gw,
+            addr,
+            stop,
+            task,
+        },
+        workers,
+    )
+}
+
+/// Ends the device workers of [`start_with_workers`] once nothing else holds them.
+pub async fn stop_workers(workers: Arc<gateway::workers::DeviceWorkers>) {
+    let w = Arc::try_unwrap(workers).ok().expect("workers still shared");
+    tokio::task::spawn_blocking(move || w.stop()).await.unwrap();
+}
+
 // --- backends -----------------------------------------------------------------------------
 
 /// A request as a backend saw it.
