@@ -1497,6 +1497,46 @@ async fn head_and_bodiless_responses_carry_no_body_and_keep_the_connection() {
     assert_eq!((next.status, &next.body[..]), (200, &b"after 304"[..]));
 }
 
+/// What a device uploading a large SendMail body got back.
+struct Upload {
+    /// The bytes the gateway answered with (lossy UTF-8).
+    text: String,
+    /// The gateway closed the connection within 15 s.
+    closed: bool,
+    /// Body bytes the device got into its socket.
+    sent: usize,
+}
+
+/// Sends a SendMail head declaring `body_len` bytes and streams the body while reading the
+/// answer, as a device that reads early answers does.
+async fn upload(addr: SocketAddr, user: &str, device: &str, body_len: usize) -> Upload {
+    let mut d = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /Microsoft-Server-ActiveSync?Cmd=SendMail&User={user}&DeviceId={device}&DeviceType=iPhone HTTP/1.1\r\nHost: gw.test\r\nContent-Type: message/rfc822\r\nContent-Length: {body_len}\r\n\r\n"
+    );
+    d.write_all(head.as_bytes()).await.unwrap();
+    let (mut r, mut w) = d.into_split();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counted = sent.clone();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![b'x'; 64 * 1024];
+        while counted.load(Ordering::SeqCst) < body_len {
+            if w.write_all(&chunk).await.is_err() {
+                break;
+            }
+            counted.fetch_add(chunk.len(), Ordering::SeqCst);
+        }
+    });
+    let mut resp = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), r.read_to_end(&mut resp)).await;
+    writer.abort();
+    Upload {
+        text: String::from_utf8_lossy(&resp).into_owned(),
+        closed: read.is_ok(),
+        sent: sent.load(Ordering::SeqCst),
+    }
+}
+
 /// A server that answers early (413, as IIS does for a body over maxAllowedContentLength) and
 /// closes without reading the body: the device gets an error, but its uploads must not count
 /// against the server's health (three of them used to mark the only server dead for everyone).
@@ -1514,29 +1554,15 @@ async fn a_server_refusing_an_upload_is_not_marked_dead_by_it() {
     let server = addr_of(addr);
     let rt = runtime(std::slice::from_ref(&server));
     let g = start(rt).await;
-    let body_len: usize = 8 * 1024 * 1024;
     for i in 0..3 {
-        let mut d = TcpStream::connect(g.addr).await.unwrap();
-        let head = format!(
-            "POST /Microsoft-Server-ActiveSync?Cmd=SendMail&User=u{i}&DeviceId=DEV{i}&DeviceType=iPhone HTTP/1.1\r\nHost: gw.test\r\nContent-Type: application/vnd.ms-sync.wbxml\r\nContent-Length: {body_len}\r\n\r\n"
-        );
-        d.write_all(head.as_bytes()).await.unwrap();
-        let (mut r, mut w) = d.into_split();
-        let writer = tokio::spawn(async move {
-            let chunk = vec![b'x'; 64 * 1024];
-            let mut sent = 0;
-            while sent < body_len {
-                if w.write_all(&chunk).await.is_err() {
-                    break;
-                }
-                sent += chunk.len();
-            }
-        });
-        let mut resp = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(15), r.read_to_end(&mut resp)).await;
-        writer.abort();
-        let text = String::from_utf8_lossy(&resp);
-        let status = text.lines().next().unwrap_or_default().to_string();
+        let up = upload(
+            g.addr,
+            &format!("u{i}"),
+            &format!("DEV{i}"),
+            8 * 1024 * 1024,
+        )
+        .await;
+        let status = up.text.lines().next().unwrap_or_default().to_string();
         assert!(
             status.is_empty()
                 || status.starts_with("HTTP/1.1 502")
@@ -1569,32 +1595,9 @@ async fn a_server_answering_before_reading_the_body_gets_its_answer_to_the_devic
     let g = start(rt).await;
     // Larger than what loopback socket buffers on both hops can absorb.
     let body_len: usize = 64 * 1024 * 1024;
-    let mut d = TcpStream::connect(g.addr).await.unwrap();
-    let head = format!(
-        "POST /Microsoft-Server-ActiveSync?Cmd=SendMail&User=u&DeviceId=DEV1&DeviceType=iPhone HTTP/1.1\r\nHost: gw.test\r\nContent-Type: message/rfc822\r\nContent-Length: {body_len}\r\n\r\n"
-    );
-    d.write_all(head.as_bytes()).await.unwrap();
-    let (mut r, mut w) = d.into_split();
-    let writer = tokio::spawn(async move {
-        let chunk = vec![b'x'; 64 * 1024];
-        let mut sent = 0;
-        while sent < body_len {
-            if w.write_all(&chunk).await.is_err() {
-                break;
-            }
-            sent += chunk.len();
-        }
-        sent
-    });
     let t0 = Instant::now();
-    let mut resp = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(15), r.read_to_end(&mut resp)).await;
-    let sent = writer.await.unwrap_or(0);
-    let text = String::from_utf8_lossy(&resp);
-    assert!(
-        read.is_ok(),
-        "the device connection was not closed; got {text:?}"
-    );
+    let Upload { text, closed, sent } = upload(g.addr, "u", "DEV1", body_len).await;
+    assert!(closed, "the device connection was not closed; got {text:?}");
     assert!(
         text.starts_with("HTTP/1.1 413"),
         "device got {:?} after {:?}",
