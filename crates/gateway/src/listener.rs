@@ -58,28 +58,13 @@ pub async fn serve_devices_on(
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         gw.metrics.connection_accepted();
-                        let (gw, stop) = (gw.clone(), stop_rx.clone());
-                        match &workers {
-                            None => {
-                                conns.spawn(serve_connection(gw, tcp, peer, stop));
-                            }
-                            // Moved to the worker's I/O driver: taken off this runtime's here,
-                            // registered with the worker's on its own thread.
-                            Some(w) => match tcp.into_std() {
-                                Ok(tcp) => {
-                                    conns.spawn_on(
-                                        async move {
-                                            match TcpStream::from_std(tcp) {
-                                                Ok(tcp) => serve_connection(gw, tcp, peer, stop).await,
-                                                Err(e) => tracing::warn!(%peer, error = %e, "device connection not handed to a worker"),
-                                            }
-                                        },
-                                        w.pick(),
-                                    );
-                                }
-                                Err(e) => tracing::warn!(%peer, error = %e, "device connection not handed to a worker"),
-                            },
-                        }
+                        spawn_connection(
+                            &mut conns,
+                            workers.as_deref(),
+                            gw.clone(),
+                            (tcp, peer),
+                            stop_rx.clone(),
+                        );
                     }
                     Err(e) => {
                         // Out of descriptors or similar: back off instead of spinning.
@@ -107,6 +92,35 @@ pub async fn serve_devices_on(
         );
         conns.shutdown().await;
     }
+}
+
+/// Serves an accepted connection on this runtime, or hands it to the next device worker: taken
+/// off this runtime's I/O driver here, registered with the worker's on the worker's thread.
+fn spawn_connection(
+    conns: &mut JoinSet<()>,
+    workers: Option<&DeviceWorkers>,
+    gw: Arc<Gateway>,
+    (tcp, peer): (TcpStream, SocketAddr),
+    stop: watch::Receiver<bool>,
+) {
+    let Some(w) = workers else {
+        conns.spawn(serve_connection(gw, tcp, peer, stop));
+        return;
+    };
+    let tcp = match tcp.into_std() {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "device connection not handed to a worker");
+            return;
+        }
+    };
+    let serve = async move {
+        match TcpStream::from_std(tcp) {
+            Ok(tcp) => serve_connection(gw, tcp, peer, stop).await,
+            Err(e) => tracing::warn!(%peer, error = %e, "device connection not handed to a worker"),
+        }
+    };
+    conns.spawn_on(serve, w.pick());
 }
 
 /// One device connection: TLS when configured, then HTTP until it closes or shutdown drains it.
