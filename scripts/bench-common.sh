@@ -1,6 +1,9 @@
 # Shared by the benchmark scripts (sourced, not run): tools, build, certificate, ports.
 # The sourcing script defines log() and sets ROOT.
 
+# shellcheck source=scripts/apt.sh
+. "$ROOT/scripts/apt.sh"
+
 # bench_prepare command:package ...: installs (Debian) the packages of missing commands unless
 # SKIP_INSTALL=1, builds easgate and benchkit in release unless SKIP_BUILD=1, sets BIN and
 # EASGATE_BIN.
@@ -10,12 +13,7 @@ bench_prepare() {
     for spec in "$@"; do
       command -v "${spec%%:*}" >/dev/null 2>&1 || need+=("${spec#*:}")
     done
-    if [ ${#need[@]} -gt 0 ]; then
-      log "apt-get install ${need[*]}"
-      export DEBIAN_FRONTEND=noninteractive
-      apt-get update -qq
-      apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    fi
+    apt_install ${need[@]+"${need[@]}"}
   fi
   if [ "${SKIP_BUILD:-0}" != 1 ]; then
     log "cargo build --release -p easgate -p benchkit"

@@ -15,9 +15,9 @@ log() { printf '[run] %s\n' "$*" >&2; }
 command -v cargo >/dev/null || { log "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
 # ring and mimalloc compile C code.
 if ! command -v cc >/dev/null && command -v apt-get >/dev/null; then
-  log "apt-get install gcc libc6-dev"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
+  # shellcheck source=scripts/apt.sh
+  . scripts/apt.sh
+  apt_install gcc libc6-dev
 fi
 log "cargo build --release -p easgate"
 cargo build --release -p easgate

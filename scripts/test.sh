@@ -19,12 +19,9 @@ if [ "${EASGATE_SKIP_INSTALL:-0}" != 1 ]; then
   for p in libwbxml2-utils openssl pkg-config ca-certificates curl gcc libc6-dev; do
     dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
   done
-  if [ ${#need[@]} -gt 0 ]; then
-    log "apt-get install ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  fi
+  # shellcheck source=scripts/apt.sh
+  . "$ROOT/scripts/apt.sh"
+  apt_install ${need[@]+"${need[@]}"}
 fi
 
 # 2. Rust toolchain components (rust-toolchain.toml pins the version).
