@@ -91,14 +91,7 @@ pub async fn within<F: Future>(
     fut: F,
 ) -> Result<F::Output, tokio::time::error::Elapsed> {
     let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| {
-        std::task::Poll::Ready(match fut.as_mut().poll(cx) {
-            std::task::Poll::Ready(v) => Some(v),
-            std::task::Poll::Pending => None,
-        })
-    })
-    .await;
-    match first {
+    match crate::h1::framing::poll_once(fut.as_mut()).await {
         Some(v) => Ok(v),
         None => tokio::time::timeout(limit, fut).await,
     }
