@@ -98,6 +98,7 @@ impl ServerConn {
         if let Some(b) = &whole {
             out.vec().extend_from_slice(b);
         }
+        super::socket::send_turn().await;
         // The first write decides whether the request may go elsewhere: nothing written, nothing
         // sent.
         let first = match crate::timeout::within(silence, self.io.write(out.bytes())).await {

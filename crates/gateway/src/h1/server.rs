@@ -595,6 +595,7 @@ async fn write_response(
             return Ok(false);
         }
     }
+    super::socket::send_turn().await;
     write_out(io, &mut out, s).await?;
     match crate::timeout::within(s.silence, io.flush()).await {
         Ok(r) => r?,
