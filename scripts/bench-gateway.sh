@@ -14,7 +14,8 @@
 # Prints a side-by-side table and (APPEND=1) inserts a dated block into docs/benchmarks.md.
 #
 # Knobs (environment):
-#   PROXIES="easgate nginx"  proxies to compare, first vs second ("nginx nginx" = sanity run)
+#   PROXIES="easgate nginx"  proxies to compare, first vs second ("nginx nginx" = sanity run);
+#                     "haproxy nginx" measures the issue's second anchor (HAProxy, Debian package)
 #   ROUNDS=4 DURATION=20 WARMUP=5 THREADS=2 CONNS=64     throughput runs
 #   PARK=5000 IDLE=5000 RATE=500                          connections held (0 skips a phase)
 #   BASE_PORT=18400   backend on BASE_PORT, proxy i on BASE_PORT+10*i (+1 management)
@@ -56,7 +57,9 @@ die() { log "error: $*"; exit 1; }
 # 1. Tools (Debian, only what is missing) and the release build.
 # shellcheck source=scripts/bench-common.sh
 . "$ROOT/scripts/bench-common.sh"
-bench_prepare nginx:nginx-light wrk:wrk ps:procps openssl:openssl curl:curl
+NEED=(nginx:nginx-light wrk:wrk ps:procps openssl:openssl curl:curl)
+case " ${PROXIES:-} " in *" haproxy "*) NEED+=(haproxy:haproxy) ;; esac
+bench_prepare "${NEED[@]}"
 for b in bench-backend bench-parker bench-payload; do
   [ -x "$BIN/$b" ] || die "$BIN/$b missing (build benchkit)"
 done
@@ -138,7 +141,7 @@ read -r -a KINDS <<<"$PROXIES"
 [ ${#KINDS[@]} -eq 2 ] || die "PROXIES must name two proxies, e.g. \"easgate nginx\""
 LABELS=()
 for i in 0 1; do
-  case ${KINDS[$i]} in easgate | nginx) ;; *) die "unknown proxy ${KINDS[$i]}" ;; esac
+  case ${KINDS[$i]} in easgate | nginx | haproxy) ;; *) die "unknown proxy ${KINDS[$i]}" ;; esac
   if [ $i = 1 ] && [ "${KINDS[1]}" = "${KINDS[0]}" ]; then LABELS+=("${KINDS[1]}#2"); else LABELS+=("${KINDS[$i]}"); fi
 done
 port_of() { echo $((BASE_PORT + 10 * ($1 + 1))); }
@@ -197,6 +200,39 @@ http {
 EOF
 }
 
+write_haproxy_conf() { # dir port
+  local dir=$1 port=$2 bind="127.0.0.1:$2"
+  [ "$SCHEME" = https ] && bind="$bind ssl crt $dir/cert-and-key.pem alpn http/1.1"
+  cat "$TMP/tls/cert.pem" "$TMP/tls/key.pem" >"$dir/cert-and-key.pem"
+  chmod 600 "$dir/cert-and-key.pem"
+  cat >"$dir/haproxy.cfg" <<EOF
+# The same ActiveSync reverse proxy in HAProxy: TLS to devices, HTTP/1.1 keep-alive to the
+# server, one thread per core, no logging (as nginx above).
+global
+  nbthread 2
+  # file descriptors ~ 2 x maxconn: stays under this machine's 20,000 per process
+  maxconn 9000
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 10s
+  timeout client 120s
+  timeout http-request 120s
+  timeout http-keep-alive 120s
+  timeout server 3660s
+frontend devices
+  bind $bind
+  option forwardfor
+  http-request set-header X-Forwarded-Proto $SCHEME
+  acl activesync path_reg -i ^/(Microsoft-Server-ActiveSync|traveler|servlet/traveler)
+  http-request deny deny_status 404 unless activesync
+  default_backend eas
+backend eas
+  http-reuse safe
+  server s1 127.0.0.1:$BACKEND_PORT
+EOF
+}
+
 write_easgate_conf() { # dir port
   local dir=$1 port=$2
   mkdir -p "$dir/data"
@@ -248,6 +284,9 @@ start_proxy() { # index -> PROXY_PID; returns 1 if it does not serve
   if [ "$kind" = nginx ]; then
     write_nginx_conf "$dir" "$port"
     nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
+  elif [ "$kind" = haproxy ]; then
+    write_haproxy_conf "$dir" "$port"
+    haproxy -f "$dir/haproxy.cfg" >"$dir/stdout.log" 2>&1 &
   else
     write_easgate_conf "$dir" "$port"
     "$EASGATE_BIN" gateway --config "$dir/easgate.toml" >"$dir/stdout.log" 2>"$dir/stderr.log" &
@@ -429,7 +468,7 @@ REPORT=$TMP/report.md
   echo "#### $START — ${A} vs ${B}"
   echo
   echo "\`PROXIES=\"$PROXIES\" DEVICE_TLS=$DEVICE_TLS ROUNDS=$ROUNDS DURATION=$DURATION CONNS=$CONNS THREADS=$THREADS PARK=$PARK IDLE=$IDLE$( [ "${NGINX_ACCESS_LOG:-0}" = 1 ] && echo " NGINX_ACCESS_LOG=1") bash scripts/bench-gateway.sh\`"
-  echo "($(nproc) cores, load average before: $LOAD_BEFORE, after: $LOAD_AFTER; $(nginx -v 2>&1 | sed 's/.*: //'); $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2); easgate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), binary built $(date -u -r "$EASGATE_BIN" '+%H:%M UTC' 2>/dev/null || echo '?'))"
+  echo "($(nproc) cores, load average before: $LOAD_BEFORE, after: $LOAD_AFTER; $(nginx -v 2>&1 | sed 's/.*: //');$(case " $PROXIES " in *" haproxy "*) haproxy -v 2>/dev/null | head -n1 | awk '{print " haproxy/" $3 ";"}' ;; esac) $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2); easgate $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo '+dirty'), binary built $(date -u -r "$EASGATE_BIN" '+%H:%M UTC' 2>/dev/null || echo '?'))"
   echo
   echo "| | $A | $B | $A / $B |"
   echo "|---|---:|---:|---:|"
