@@ -155,3 +155,41 @@ impl<S: TlsSocket> AsyncWrite for Socket<S> {
 pub type DeviceSocket = Socket<tokio_rustls::server::TlsStream<TcpStream>>;
 /// The server side: plain TCP or a rustls client stream.
 pub type ServerSocket = Socket<tokio_rustls::client::TlsStream<TcpStream>>;
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// Two connections ready in one turn of a device worker (a single-threaded runtime): both
+    /// handle their request before either writes, so the peer is woken once for both.
+    #[test]
+    fn writes_of_connections_ready_together_go_out_together() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            let tasks: Vec<_> = (1..=2)
+                .map(|i| {
+                    let log = log.clone();
+                    tokio::task::spawn_local(async move {
+                        log.borrow_mut().push(format!("parse {i}"));
+                        super::send_turn().await;
+                        log.borrow_mut().push(format!("write {i}"));
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        let log = log.borrow();
+        assert_eq!(log.len(), 4);
+        assert!(
+            log[..2].iter().all(|e| e.starts_with("parse")),
+            "a connection wrote before the other ready connection had its turn: {log:?}"
+        );
+    }
+}
