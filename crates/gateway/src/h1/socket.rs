@@ -158,7 +158,8 @@ pub type ServerSocket = Socket<tokio_rustls::client::TlsStream<TcpStream>>;
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use parking_lot::Mutex;
+    use std::sync::Arc;
 
     /// Two connections ready in one turn of a device worker: both handle their request before
     /// either writes, so the peer is woken once for both.
@@ -174,9 +175,9 @@ mod tests {
                 .map(|i| {
                     let log = outer_log.clone();
                     tokio::spawn(async move {
-                        log.lock().unwrap().push(format!("parse {i}"));
+                        log.lock().push(format!("parse {i}"));
                         super::send_turn().await;
-                        log.lock().unwrap().push(format!("write {i}"));
+                        log.lock().push(format!("write {i}"));
                     })
                 })
                 .collect();
@@ -189,7 +190,7 @@ mod tests {
             .recv_timeout(std::time::Duration::from_secs(10))
             .expect("tasks finished");
         workers.stop();
-        let log = log.lock().unwrap();
+        let log = log.lock();
         assert_eq!(log.len(), 4);
         assert!(
             log[..2].iter().all(|e| e.starts_with("parse")),
