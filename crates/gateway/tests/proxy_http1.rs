@@ -1670,3 +1670,38 @@ async fn tiny_request_chunks_are_batched_towards_the_server() {
     );
     assert!(ones < n / 10, "chunks were passed one by one ({ones})");
 }
+
+/// The status line keeps the server's reason phrase, as nginx and HAProxy pass it: Exchange's
+/// "449 Retry after sending a PROVISION command" is what admins look for in captures and logs.
+#[tokio::test]
+async fn the_servers_reason_phrase_reaches_the_device() {
+    let be = scripted(|g: &Got| {
+        if g.msg.body == b"provision" {
+            send(
+                b"HTTP/1.1 449 Retry after sending a PROVISION command\r\nContent-Length: 0\r\n\r\n"
+                    .to_vec(),
+            )
+        } else {
+            send(b"HTTP/1.1 200 Fine, thanks\r\nContent-Length: 2\r\n\r\nok".to_vec())
+        }
+    })
+    .await;
+    let gw = start(runtime(&[addr_of(be.addr)])).await;
+    let mut d = plain(gw.addr).await;
+    d.send(&post("Sync", "D1", b"provision")).await;
+    let r = d.response(false).await;
+    assert!(
+        r.head
+            .starts_with("HTTP/1.1 449 Retry after sending a PROVISION command\r\n"),
+        "{}",
+        r.head
+    );
+    d.send(&post("Sync", "D1", b"other")).await;
+    let r = d.response(false).await;
+    assert!(
+        r.head.starts_with("HTTP/1.1 200 Fine, thanks\r\n"),
+        "{}",
+        r.head
+    );
+    assert_eq!(r.body, b"ok");
+}

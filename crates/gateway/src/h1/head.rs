@@ -23,12 +23,20 @@ pub struct RawHead {
     head: Bytes,
     /// `(offset, length)` of each header name in `head`, in order.
     names: Vec<(u32, u32)>,
+    /// A response's status code and `(offset, length)` of its reason phrase in `head`.
+    reason: Option<(u16, u32, u32)>,
 }
 
 impl RawHead {
     /// The first spelling of `name` in the head, if it is there.
     pub fn spelling(&self, name: &HeaderName) -> Option<&[u8]> {
         self.find(name.as_str().as_bytes(), &mut 0)
+    }
+
+    /// The reason phrase the server gave with `status`; `None` once the status was changed.
+    fn reason(&self, status: StatusCode) -> Option<&[u8]> {
+        let (code, at, len) = self.reason?;
+        (code == status.as_u16()).then(|| &self.head[at as usize..(at + len) as usize])
     }
 
     fn name(&self, i: usize) -> &[u8] {
@@ -122,7 +130,11 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
         .headers
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    parts.extensions.insert(RawHead { head: raw, names });
+    parts.extensions.insert(RawHead {
+        head: raw,
+        names,
+        reason: None,
+    });
     Ok(Some(RequestHead {
         parts,
         len,
@@ -164,7 +176,17 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> io::Result<Option<Respo
     let framing = response_framing(&parts.headers, parts.status, head_request)
         .map_err(|e| invalid(e.to_string()))?;
     let close = framing == Framing::Close || wants_close(&parts.headers, parts.version);
-    parts.extensions.insert(RawHead { head: raw, names });
+    // httparse has checked the phrase's bytes (tab, space, visible ASCII, obs-text).
+    // An empty phrase may not point into `buf`.
+    let reason = resp
+        .reason
+        .filter(|r| !r.is_empty())
+        .map(|r| (code, (r.as_ptr() as usize - base) as u32, r.len() as u32));
+    parts.extensions.insert(RawHead {
+        head: raw,
+        names,
+        reason,
+    });
     Ok(Some(ResponseHead {
         parts,
         len,
@@ -397,20 +419,20 @@ pub enum Out {
     UntilClose,
 }
 
-/// A response head for a device.
+/// A response head for a device. The status line keeps the server's reason phrase (as nginx
+/// and HAProxy pass it): Exchange's "449 Retry after sending a PROVISION command" is what
+/// admins search logs and packet captures for.
 pub fn write_response(out: &mut Vec<u8>, parts: &http::response::Parts, framing: Out, close: bool) {
+    let raw = parts.extensions.get::<RawHead>();
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(
-        parts
-            .status
-            .canonical_reason()
-            .unwrap_or("Unknown")
-            .as_bytes(),
-    );
+    match raw.and_then(|r| r.reason(parts.status)) {
+        Some(reason) => out.extend_from_slice(reason),
+        None => out.extend_from_slice(reason_of(parts.status).as_bytes()),
+    }
     out.extend_from_slice(b"\r\n");
-    write_headers(out, &parts.headers, parts.extensions.get::<RawHead>());
+    write_headers(out, &parts.headers, raw);
     match framing {
         Out::None => {
             if let Some(v) = parts.headers.get(header::CONTENT_LENGTH) {
@@ -432,6 +454,19 @@ pub fn write_response(out: &mut Vec<u8>, parts: &http::response::Parts, framing:
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The reason phrase for a status the gateway answers itself (or whose phrase the server left
+/// out): ActiveSync's own codes as MS-ASHTTP 2.2.2.1.1 and Exchange spell them, else the
+/// standard one.
+fn reason_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        449 => "Retry after sending a PROVISION command",
+        451 => "Redirect",
+        456 => "Blocked",
+        457 => "Expired Password",
+        _ => status.canonical_reason().unwrap_or("Unknown"),
+    }
 }
 
 thread_local! {
@@ -598,9 +633,46 @@ mod tests {
         write_response(&mut out, &parts, Out::Length(0), true);
         let s = String::from_utf8(out).unwrap();
         assert!(
-            s.starts_with("HTTP/1.1 456 Unknown\r\nX-Forwarded-For: 1\r\n"),
+            s.starts_with("HTTP/1.1 456 Blocked\r\nX-Forwarded-For: 1\r\n"),
             "{s}"
         );
         assert!(s.contains("Connection: close\r\n"));
+    }
+
+    fn status_line(parts: &http::response::Parts) -> String {
+        let mut out = Vec::new();
+        write_response(&mut out, parts, Out::Length(0), false);
+        let s = String::from_utf8(out).unwrap();
+        s.lines().next().unwrap().to_string()
+    }
+
+    #[test]
+    fn the_servers_reason_phrase_is_kept_unless_the_status_changed() {
+        let parsed = |head: &[u8]| parse_response(head, false).unwrap().unwrap().parts;
+        let p = parsed(
+            b"HTTP/1.1 449 Retry after sending a PROVISION command\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(
+            status_line(&p),
+            "HTTP/1.1 449 Retry after sending a PROVISION command"
+        );
+        let p = parsed(b"HTTP/1.1 200 Fine, thanks\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(status_line(&p), "HTTP/1.1 200 Fine, thanks");
+        // As in MS-ASHTTP's own example: no phrase at all.
+        let p = parsed(b"HTTP/1.1 451\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(status_line(&p), "HTTP/1.1 451 Redirect");
+        let mut p = parsed(b"HTTP/1.1 200 Fine, thanks\r\nContent-Length: 0\r\n\r\n");
+        p.status = StatusCode::BAD_GATEWAY;
+        assert_eq!(
+            status_line(&p),
+            "HTTP/1.1 502 Bad Gateway",
+            "a stale phrase"
+        );
+        let (mut p, ()) = http::Response::new(()).into_parts();
+        p.status = StatusCode::from_u16(449).unwrap();
+        assert_eq!(
+            status_line(&p),
+            "HTTP/1.1 449 Retry after sending a PROVISION command"
+        );
     }
 }
