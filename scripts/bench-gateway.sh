@@ -203,11 +203,10 @@ EOF
 write_haproxy_conf() { # dir port
   local dir=$1 port=$2 bind="127.0.0.1:$2"
   [ "$SCHEME" = https ] && bind="$bind ssl crt $dir/cert-and-key.pem alpn http/1.1"
-  cat "$TMP/tls/cert.pem" "$TMP/tls/key.pem" >"$dir/cert-and-key.pem"
-  chmod 600 "$dir/cert-and-key.pem"
+  (umask 077 && cat "$TMP/tls/cert.pem" "$TMP/tls/key.pem" >"$dir/cert-and-key.pem")
   cat >"$dir/haproxy.cfg" <<EOF
 # The same ActiveSync reverse proxy in HAProxy: TLS to devices, HTTP/1.1 keep-alive to the
-# server, one thread per core, no logging (as nginx above).
+# server, two threads (as nginx's two workers above), no logging.
 global
   nbthread 2
   # file descriptors ~ 2 x maxconn: stays under this machine's 20,000 per process
