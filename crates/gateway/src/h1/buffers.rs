@@ -56,6 +56,14 @@ impl Loan {
         true
     }
 
+    /// The first `n` bytes as `Bytes` without copying them: the buffer goes back to the free
+    /// list when the last `Bytes` pointing into it is dropped. For a response body that is
+    /// written and dropped at once: holding it for long would keep a whole buffer.
+    pub fn into_bytes(self, n: usize) -> bytes::Bytes {
+        let n = n.min(self.0.len());
+        bytes::Bytes::from_owner(self).slice(..n)
+    }
+
     /// Drops the first `n` bytes (consumed), keeping the rest at the front.
     pub fn consume(&mut self, n: usize) {
         if n >= self.0.len() {
@@ -63,6 +71,12 @@ impl Loan {
         } else {
             self.0.drain(..n);
         }
+    }
+}
+
+impl AsRef<[u8]> for Loan {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 
@@ -103,6 +117,25 @@ mod tests {
         let many: Vec<Loan> = (0..100).map(|_| Loan::take()).collect();
         drop(many);
         assert!(FREE.with(|f| f.borrow().len()) <= MAX_FREE);
+    }
+
+    #[test]
+    fn bytes_of_a_loan_share_its_buffer_and_return_it_when_dropped() {
+        let mut a = Loan::take();
+        a.vec().extend_from_slice(b"bodyextra");
+        let p = a.bytes().as_ptr();
+        let body = a.into_bytes(4);
+        assert_eq!(&body[..], b"body");
+        assert_eq!(body.as_ptr(), p, "no copy");
+        let clone = body.clone();
+        drop(body);
+        assert_ne!(
+            Loan::take().bytes().as_ptr(),
+            p,
+            "still lent while a clone lives"
+        );
+        drop(clone);
+        assert_eq!(Loan::take().bytes().as_ptr(), p, "back on the free list");
     }
 
     #[test]

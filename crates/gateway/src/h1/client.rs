@@ -244,11 +244,12 @@ impl Sent {
             }
             Framing::Length(n) if buf.len() as u64 >= n => {
                 let n = n as usize;
-                let data = Bytes::copy_from_slice(&buf.bytes()[..n]);
                 if buf.len() == n && !h.close {
                     this.give_back(home);
                 }
-                ServerBody::full(Some(data))
+                // The body is written to the device and dropped at once: lend it the buffer
+                // instead of copying it.
+                ServerBody::full(Some(buf.into_bytes(n)))
             }
             f => ServerBody(Kind::Stream(Box::new(Streaming {
                 conn: Some(this),

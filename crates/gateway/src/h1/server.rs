@@ -522,6 +522,9 @@ async fn write_response(
     };
     let close = !keep || framing == Out::UntilClose;
     let mut out = Loan::take();
+    // A large body frame waiting to go out right after `out`; nothing is added to `out` while
+    // it waits.
+    let mut tail: Option<Bytes> = None;
     head::write_response(out.vec(), &parts, framing, close);
     drop(parts);
     let mut body = std::pin::pin!(body);
@@ -535,8 +538,8 @@ async fn write_response(
                 Some(f) => f,
                 None => {
                     // Nothing ready: send what is waiting before waiting for more.
-                    if !out.is_empty() {
-                        write_out(io, &mut out, s).await?;
+                    if !out.is_empty() || tail.is_some() {
+                        write_out(io, &mut out, &mut tail, s).await?;
                     }
                     next.await
                 }
@@ -545,8 +548,8 @@ async fn write_response(
                 None => break,
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "response body failed: closing the device connection");
-                    if !out.is_empty() {
-                        let _ = write_out(io, &mut out, s).await;
+                    if !out.is_empty() || tail.is_some() {
+                        let _ = write_out(io, &mut out, &mut tail, s).await;
                     }
                     return Ok(false);
                 }
@@ -565,14 +568,20 @@ async fn write_response(
                 tracing::debug!("response body longer than its length: closing");
                 return Ok(false);
             }
+            if tail.is_some() {
+                write_out(io, &mut out, &mut tail, s).await?;
+            }
             if chunked {
                 out.vec()
                     .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
             }
-            if out.len() + data.len() <= BUF_SIZE {
+            if !chunked && data.len() >= TAIL_MIN {
+                // Goes out behind the head in the same write (one TLS record), uncopied.
+                tail = Some(data);
+            } else if out.len() + data.len() <= BUF_SIZE {
                 out.vec().extend_from_slice(&data);
             } else {
-                write_out(io, &mut out, s).await?;
+                write_out(io, &mut out, &mut tail, s).await?;
                 write_all(io, &data, s).await?;
             }
             if chunked {
@@ -586,7 +595,7 @@ async fn write_response(
         if let Out::Length(n) = framing
             && sent != n
         {
-            let _ = write_out(io, &mut out, s).await;
+            let _ = write_out(io, &mut out, &mut tail, s).await;
             tracing::debug!(
                 sent,
                 expected = n,
@@ -596,7 +605,7 @@ async fn write_response(
         }
     }
     super::socket::send_turn().await;
-    write_out(io, &mut out, s).await?;
+    write_out(io, &mut out, &mut tail, s).await?;
     match crate::timeout::within(s.silence, io.flush()).await {
         Ok(r) => r?,
         Err(_) => return Err(io::ErrorKind::TimedOut.into()),
@@ -604,10 +613,49 @@ async fn write_response(
     Ok(!close)
 }
 
-async fn write_out(io: &mut DeviceSocket, out: &mut Loan, s: &Settings) -> io::Result<()> {
-    write_all(io, out.bytes(), s).await?;
+/// Body frames at least this long are not copied into the response buffer but written after
+/// it in one vectored write.
+const TAIL_MIN: usize = 1024;
+
+/// Writes `out` and then `tail` (if any), together, and empties both.
+async fn write_out(
+    io: &mut DeviceSocket,
+    out: &mut Loan,
+    tail: &mut Option<Bytes>,
+    s: &Settings,
+) -> io::Result<()> {
+    match tail.take() {
+        None => write_all(io, out.bytes(), s).await?,
+        Some(t) => write_two(io, out.bytes(), &t, s).await?,
+    }
     out.vec().clear();
     Ok(())
+}
+
+/// `a` then `b`, in as few writes as the socket takes (one, normally).
+async fn write_two(io: &mut DeviceSocket, a: &[u8], b: &[u8], s: &Settings) -> io::Result<()> {
+    let both = async {
+        let (mut a, mut b) = (a, b);
+        while !a.is_empty() || !b.is_empty() {
+            let n = if a.is_empty() {
+                io.write(b).await?
+            } else {
+                io.write_vectored(&[io::IoSlice::new(a), io::IoSlice::new(b)])
+                    .await?
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            let from_a = n.min(a.len());
+            a = &a[from_a..];
+            b = &b[n - from_a..];
+        }
+        Ok(())
+    };
+    match crate::timeout::within(s.silence, both).await {
+        Ok(r) => r,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
 }
 
 async fn write_all(io: &mut DeviceSocket, b: &[u8], s: &Settings) -> io::Result<()> {
