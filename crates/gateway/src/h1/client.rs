@@ -94,14 +94,14 @@ impl ServerConn {
         let is_head = parts.method == Method::HEAD;
         let mut out = Loan::take();
         head::write_request(out.vec(), &parts, len);
+        // A body all in memory goes behind the head in the same (vectored) write, uncopied.
         let whole = body.whole().filter(|b| out.len() + b.len() <= COALESCE);
-        if let Some(b) = &whole {
-            out.vec().extend_from_slice(b);
-        }
+        let tail = whole.as_deref().unwrap_or_default();
         super::socket::send_turn().await;
         // The first write decides whether the request may go elsewhere: nothing written, nothing
         // sent.
-        let first = match crate::timeout::within(silence, self.io.write(out.bytes())).await {
+        let both = [io::IoSlice::new(out.bytes()), io::IoSlice::new(tail)];
+        let first = match crate::timeout::within(silence, self.io.write_vectored(&both)).await {
             Ok(Ok(n)) if n > 0 => n,
             Ok(Ok(_)) => {
                 let e = io::Error::new(io::ErrorKind::WriteZero, "server connection closed");
@@ -129,7 +129,8 @@ impl ServerConn {
         };
         drop(parts);
         let write = async {
-            match crate::timeout::within(silence, self.io.write_all(&out.bytes()[first..])).await {
+            let rest = super::socket::write_pair(&mut self.io, out.bytes(), tail, first);
+            match crate::timeout::within(silence, rest).await {
                 Ok(r) => r.map_err(Fail::Io)?,
                 Err(_) => return Err(Fail::Io(stalled())),
             }

@@ -634,25 +634,7 @@ async fn write_out(
 
 /// `a` then `b`, in as few writes as the socket takes (one, normally).
 async fn write_two(io: &mut DeviceSocket, a: &[u8], b: &[u8], s: &Settings) -> io::Result<()> {
-    let both = async {
-        let (mut a, mut b) = (a, b);
-        while !a.is_empty() || !b.is_empty() {
-            let n = if a.is_empty() {
-                io.write(b).await?
-            } else {
-                io.write_vectored(&[io::IoSlice::new(a), io::IoSlice::new(b)])
-                    .await?
-            };
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            let from_a = n.min(a.len());
-            a = &a[from_a..];
-            b = &b[n - from_a..];
-        }
-        Ok(())
-    };
-    match crate::timeout::within(s.silence, both).await {
+    match crate::timeout::within(s.silence, super::socket::write_pair(io, a, b, 0)).await {
         Ok(r) => r,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
