@@ -340,7 +340,13 @@ pub async fn check_once(rt: &Runtime, server: &ServerAddr) -> Result<(), crate::
         })?;
     // The connection is not pooled: a check must not hand a request a connection it opened.
     crate::h1::client::ServerConn::new(io)
-        .send(req, t.server_response, t.socket_read_write, server, None)
+        .send(
+            Box::new(req),
+            t.server_response,
+            t.socket_read_write,
+            server,
+            None,
+        )
         .await
         .map(drop)
         .map_err(|(e, _)| e)

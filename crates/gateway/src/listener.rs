@@ -218,7 +218,7 @@ async fn serve_h2<I>(
         Box::pin(proxy::handle(
             gw.clone(),
             conn.clone(),
-            req.map(DeviceBody::H2),
+            Box::new(req.map(DeviceBody::H2)),
         ))
     });
     let conn = http2::Builder::new(TokioExecutor::new())

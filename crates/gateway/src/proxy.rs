@@ -21,7 +21,7 @@ use crate::audit::Exchange;
 use crate::connect;
 use crate::error::{Blame, Error, Result};
 use crate::forward::{self, DownBody, Home, RespBody, Reuse, UpBody};
-use crate::h1::client::{SendFailure, Sent, ServerBody, ServerConn};
+use crate::h1::client::{Outbound, SendFailure, Sent, ServerBody, ServerConn};
 use crate::h1::server::DeviceBody;
 use crate::health::ServerHealth;
 use crate::identity::{self, DeviceIdentity, Identified};
@@ -117,10 +117,14 @@ impl Drop for Active<'_> {
 }
 
 /// Serves one device request. Never fails: errors become their status (see [`Error::status`]).
+///
+/// The request comes boxed: an `async fn` keeps room for each by-value argument for its whole
+/// life, at every level it passes through, so a 264-byte request would be held three times by
+/// a parked Ping (and copied at every stage).
 pub async fn handle(
     gw: Arc<Gateway>,
     conn: Arc<DeviceConn>,
-    req: Request<DeviceBody>,
+    req: Box<Request<DeviceBody>>,
 ) -> std::result::Result<Response<RespBody>, Infallible> {
     let rt = gw.current();
     let _active = Active::new(&conn);
@@ -149,7 +153,7 @@ pub async fn handle(
 
 /// A request on its way to a server (`R`: the request, or `()` once it is written), and what its
 /// response needs.
-struct Flight<R = Request<UpBody>> {
+struct Flight<R = Outbound> {
     req: R,
     device: Option<Arc<DeviceIdentity>>,
     svc: Arc<ServiceModel>,
@@ -170,7 +174,7 @@ async fn prepare_and_dispatch(
     gw: &Arc<Gateway>,
     rt: &Runtime,
     conn: &Arc<DeviceConn>,
-    req: Request<DeviceBody>,
+    req: Box<Request<DeviceBody>>,
     ex: &mut Option<Exchange>,
 ) -> Result<Dispatched> {
     let f = match prepare(gw, rt, conn, req, ex).await? {
@@ -215,7 +219,7 @@ async fn serve(
     gw: &Arc<Gateway>,
     rt: &Runtime,
     conn: &Arc<DeviceConn>,
-    req: Request<DeviceBody>,
+    req: Box<Request<DeviceBody>>,
     ex: &mut Option<Exchange>,
 ) -> Result<Response<RespBody>> {
     // Prepare and dispatch share one box (one allocation): both are over before the wait.
@@ -302,7 +306,7 @@ async fn prepare(
     gw: &Arc<Gateway>,
     rt: &Runtime,
     conn: &Arc<DeviceConn>,
-    req: Request<DeviceBody>,
+    req: Box<Request<DeviceBody>>,
     ex: &mut Option<Exchange>,
 ) -> Result<Prepared> {
     // Identify device (404 for non-ActiveSync paths, 400 for a POST naming no device).
@@ -432,7 +436,7 @@ async fn prepare(
         })),
         _ => None,
     };
-    let req = Request::from_parts(parts, body);
+    let req = Box::new(Request::from_parts(parts, body));
     Ok(Prepared::Forward(Box::new(Flight {
         req,
         device,
@@ -550,7 +554,7 @@ struct Replay {
 }
 
 impl Replay {
-    fn request(self: Box<Self>, target: &redirect::Target, tls: bool) -> Request<UpBody> {
+    fn request(self: Box<Self>, target: &redirect::Target, tls: bool) -> Outbound {
         let this = *self;
         let mut r = Request::new(UpBody::full(this.body));
         *r.method_mut() = this.method;
@@ -559,7 +563,7 @@ impl Replay {
         *r.version_mut() = Version::HTTP_11;
         r.headers_mut()
             .insert(header::HOST, forward::host_header(&target.addr, tls));
-        r
+        Box::new(r)
     }
 }
 
@@ -570,7 +574,7 @@ async fn dispatch(
     rt: &Runtime,
     conn: &Arc<DeviceConn>,
     svc: &Arc<ServiceModel>,
-    req: Request<UpBody>,
+    req: Outbound,
     user: Option<&str>,
     pin: bool,
 ) -> Result<(Sent, Reuse)> {
@@ -658,10 +662,10 @@ async fn to_remembered(
     rt: &Runtime,
     conn: &Arc<DeviceConn>,
     svc: &ServiceModel,
-    mut req: Request<UpBody>,
+    mut req: Outbound,
     user: &str,
     pin: bool,
-) -> Result<std::result::Result<(Sent, Reuse), Request<UpBody>>> {
+) -> Result<std::result::Result<(Sent, Reuse), Outbound>> {
     let Some(target) = gw.redirects.get(user) else {
         return Ok(Err(req));
     };
@@ -861,7 +865,7 @@ async fn pick_and_send(
     rt: &Runtime,
     conn: &Arc<DeviceConn>,
     svc: &ServiceModel,
-    mut req: Request<UpBody>,
+    mut req: Outbound,
     pin: bool,
 ) -> Result<(Sent, Reuse)> {
     let tls = rt.activesync.server_tls.is_some();
@@ -958,7 +962,7 @@ async fn send_to(
     rt: &Runtime,
     conn: &Arc<DeviceConn>,
     server: &Arc<ServerHealth>,
-    mut req: Request<UpBody>,
+    mut req: Outbound,
     pin: bool,
 ) -> std::result::Result<(Sent, Reuse), SendFailure> {
     let tls_cfg = rt.activesync.server_tls.as_ref();

@@ -37,7 +37,11 @@ const COALESCE: usize = 64 * 1024;
 
 /// A request that failed, and the request itself when provably none of it was written (the
 /// caller may then send it elsewhere).
-pub type SendFailure = (Error, Option<Request<UpBody>>);
+/// A request on its way to a server. Boxed: it passes through several `async fn` stages, and
+/// each would otherwise keep room for all of it (and copy it) for its whole life.
+pub type Outbound = Box<Request<UpBody>>;
+
+pub type SendFailure = (Error, Option<Outbound>);
 
 /// An HTTP/1.1 connection to a server.
 pub struct ServerConn {
@@ -66,7 +70,7 @@ impl ServerConn {
     /// [`ServerConn::write`] then [`Sent::response`].
     pub async fn send(
         self,
-        req: Request<UpBody>,
+        req: Outbound,
         rto: Duration,
         silence: Duration,
         server: &ServerAddr,
@@ -80,7 +84,7 @@ impl ServerConn {
     /// small on purpose: it is what a parked long poll holds while the server thinks.
     pub async fn write(
         mut self,
-        req: Request<UpBody>,
+        req: Outbound,
         silence: Duration,
         server: &ServerAddr,
         home: Option<Home>,
@@ -89,13 +93,15 @@ impl ServerConn {
             server: server.clone(),
             source,
         };
-        let (parts, mut body) = req.into_parts();
-        let len = body.size_hint().exact();
-        let is_head = parts.method == Method::HEAD;
+        let len = req.body().size_hint().exact();
+        let is_head = req.method() == Method::HEAD;
         let mut out = Loan::take();
-        head::write_request(out.vec(), &parts, len);
+        head::write_request(out.vec(), &req, len);
         // A body all in memory goes behind the head in the same (vectored) write, uncopied.
-        let whole = body.whole().filter(|b| out.len() + b.len() <= COALESCE);
+        let whole = req
+            .body()
+            .whole()
+            .filter(|b| out.len() + b.len() <= COALESCE);
         let tail = whole.as_deref().unwrap_or_default();
         super::socket::send_turn().await;
         // The first write decides whether the request may go elsewhere: nothing written, nothing
@@ -110,7 +116,7 @@ impl ServerConn {
                         server: server.clone(),
                         source: e,
                     },
-                    Some(Request::from_parts(parts, body)),
+                    Some(req),
                 ));
             }
             Ok(Err(e)) => {
@@ -119,7 +125,7 @@ impl ServerConn {
                         server: server.clone(),
                         source: e,
                     },
-                    Some(Request::from_parts(parts, body)),
+                    Some(req),
                 ));
             }
             Err(_) => {
@@ -127,7 +133,8 @@ impl ServerConn {
                 return Err((upstream(e), None));
             }
         };
-        drop(parts);
+        // The head is written: only the body is still needed.
+        let mut body = req.into_body();
         let write = async {
             let rest = super::socket::write_pair(&mut self.io, out.bytes(), tail, first);
             match crate::timeout::within(silence, rest).await {

@@ -386,20 +386,20 @@ fn write_length(out: &mut Vec<u8>, n: u64) {
 
 /// A request head for a server: origin-form target, HTTP/1.1, `Content-Length: len` (or chunked
 /// when `len` is unknown; nothing for an empty body of a method that carries none).
-pub fn write_request(out: &mut Vec<u8>, parts: &http::request::Parts, len: Option<u64>) {
-    out.extend_from_slice(parts.method.as_str().as_bytes());
+pub fn write_request<B>(out: &mut Vec<u8>, req: &http::Request<B>, len: Option<u64>) {
+    out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
-    match parts.uri.path_and_query() {
+    match req.uri().path_and_query() {
         Some(pq) if !pq.as_str().is_empty() => out.extend_from_slice(pq.as_str().as_bytes()),
         _ => out.push(b'/'),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    write_headers(out, &parts.headers, parts.extensions.get::<RawHead>());
+    write_headers(out, req.headers(), req.extensions().get::<RawHead>());
     match len {
         Some(0)
-            if !parts.headers.contains_key(header::CONTENT_LENGTH)
+            if !req.headers().contains_key(header::CONTENT_LENGTH)
                 && matches!(
-                    parts.method,
+                    *req.method(),
                     Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
                 ) => {}
         Some(n) => write_length(out, n),
@@ -503,7 +503,7 @@ mod tests {
         assert_eq!(h.parts.headers["ms-asprotocolversion"], "14.1");
         assert_eq!(h.parts.headers.get_all("x-dup").iter().count(), 2);
         let mut out = Vec::new();
-        write_request(&mut out, &h.parts, Some(3));
+        write_request(&mut out, &http::Request::from_parts(h.parts, ()), Some(3));
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("POST /Microsoft-Server-ActiveSync?Cmd=Sync&User=u HTTP/1.1\r\n"));
         assert!(s.contains("\r\nMS-ASProtocolVersion: 14.1\r\n"), "{s}");

@@ -173,7 +173,7 @@ pub async fn serve(
         else {
             break;
         };
-        let handling = Box::pin(proxy::handle(gw.clone(), conn.clone(), req));
+        let handling = Box::pin(proxy::handle(gw.clone(), conn.clone(), Box::new(req)));
         let (resp, close) = match meta.back {
             // Rare (large or chunked request bodies): boxed, so it does not grow every
             // connection's future.
