@@ -89,13 +89,20 @@ fn check_config_prints_every_error_and_exits_1() {
             "health_check = false",
             "health_check = false\nhealth_check_interval_s = 5\nlive_threshold = 99",
         )
-        .replace("name = \"default\"", "name = \"primary\"");
+        .replace("name = \"default\"", "name = \"primary\"")
+        .replace("[advanced]", "[advanced]\ndevice_workers = 300");
     let (_dir, path) = setup(&text);
     let out = check_config(&path);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "one line per error: {stdout}");
+    assert_eq!(lines.len(), 4, "one line per error: {stdout}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("advanced.device_workers = 300:") && l.contains("0..=256")),
+        "{stdout}"
+    );
     assert!(lines.iter().any(
         |l| l.starts_with("activesync.health_check_interval_s = 5:") && l.contains("10..=600")
     ));
@@ -109,7 +116,7 @@ fn check_config_prints_every_error_and_exits_1() {
             .iter()
             .any(|l| l.starts_with("activesync.service[0].name = \"primary\":"))
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("3 error(s)"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4 error(s)"));
 }
 
 #[test]
@@ -312,4 +319,50 @@ fn gateway_reloads_on_sighup_and_drains_on_sigterm() {
     gw.wait_for("easgate gateway stopped");
     let status = gw.child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "SIGTERM drains and exits 0");
+}
+
+/// The process's device worker threads (Linux: /proc/PID/task/*/comm), once `want` of them
+/// carry their name (a thread names itself as it starts) or after 5 s.
+fn device_worker_threads(pid: u32, want: usize) -> usize {
+    let count = || {
+        fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("easgate-dev-"))
+            .count()
+    };
+    for _ in 0..50 {
+        if count() == want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    count()
+}
+
+#[test]
+fn gateway_starts_the_configured_number_of_device_workers() {
+    let (devices, management) = (free_port(), free_port());
+    let (_dir, path) = setup(
+        &config_text(
+            &format!("127.0.0.1:{devices}"),
+            &format!("127.0.0.1:{management}"),
+        )
+        .replace("[advanced]", "[advanced]\ndevice_workers = 3"),
+    );
+    let mut gw = Running::start(&path);
+    gw.wait_for("easgate gateway started");
+    assert_eq!(device_worker_threads(gw.child.id(), 3), 3);
+    assert!(device_status_line(devices, "/owa/").contains(" 404"));
+
+    // The default: one per CPU this process may use.
+    let (devices, management) = (free_port(), free_port());
+    let (_dir2, path) = setup(&config_text(
+        &format!("127.0.0.1:{devices}"),
+        &format!("127.0.0.1:{management}"),
+    ));
+    let mut auto = Running::start(&path);
+    auto.wait_for("easgate gateway started");
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(device_worker_threads(auto.child.id(), cpus), cpus);
 }

@@ -182,6 +182,11 @@ pub struct Advanced {
     /// IIS: 120 s). Default 90000.
     #[serde(default = "default_pool_idle")]
     pub server_pool_idle_timeout_ms: u64,
+    /// Threads serving device connections, each with its own pool of server connections.
+    /// 0 = one per CPU the process may use (cgroup quotas included), like nginx's
+    /// `worker_processes auto`. 0..=256, default 0. Takes effect at the next start.
+    #[serde(default)]
+    pub device_workers: u32,
 }
 
 /// Size limits on device requests.
@@ -279,6 +284,7 @@ impl Default for Advanced {
             long_poll_margin_ms: default_long_poll_margin(),
             drain_timeout_ms: default_drain(),
             server_pool_idle_timeout_ms: default_pool_idle(),
+            device_workers: 0,
         }
     }
 }

@@ -152,6 +152,12 @@ impl ControlPlane {
         if runtime.source.device_access.state_file != previous.source.device_access.state_file {
             restart_required.push("device_access.state_file".to_string());
         }
+        if runtime.source.advanced.device_workers != previous.source.advanced.device_workers {
+            tracing::warn!(
+                "advanced.device_workers changed: the device worker threads stay as they are until easgate is restarted"
+            );
+            restart_required.push("advanced.device_workers".to_string());
+        }
         // New requests decide with the new `[device_access]`; parked ones re-check.
         self.gateway
             .access

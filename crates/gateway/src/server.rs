@@ -62,9 +62,15 @@ pub async fn run(config_path: &Path) -> Result<(), Error> {
             _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
         }
     };
-    // One device worker per core (as nginx's `worker_processes auto`); see `crate::workers`.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let workers = Arc::new(DeviceWorkers::start(cores).map_err(Error::Workers)?);
+    // One device worker per core unless configured (as nginx's `worker_processes`); see
+    // `crate::workers`. Read once: the threads live as long as the process.
+    let configured = cp.gateway().current().source.advanced.device_workers as usize;
+    let workers = match configured {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    tracing::info!(device_workers = workers, "starting device workers");
+    let workers = Arc::new(DeviceWorkers::start(workers).map_err(Error::Workers)?);
     let result = serve(cp, devices, management, stop, Some(workers.clone())).await;
     hup_task.abort();
     // The accept loop has drained (or closed) every device connection: end the worker threads.

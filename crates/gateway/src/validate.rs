@@ -404,6 +404,12 @@ pub fn validate(
         1..=86_400_000,
         "ms",
     );
+    c.range(
+        "advanced.device_workers",
+        u64::from(adv.device_workers),
+        0..=256,
+        "threads",
+    );
 
     // [limits]
     let l = &config.limits;

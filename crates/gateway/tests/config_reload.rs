@@ -113,6 +113,19 @@ async fn listen_changes_are_applied_on_restart_only() {
 }
 
 #[tokio::test]
+async fn device_worker_changes_are_applied_on_restart_only() {
+    let (_dir, cp) = setup();
+    fs::write(
+        cp.config_path(),
+        format!("{CONFIG}\n[advanced]\ndevice_workers = 4\n"),
+    )
+    .unwrap();
+    let applied = cp.reload_from_file().await.unwrap();
+    assert_eq!(applied.restart_required, ["advanced.device_workers"]);
+    assert_eq!(cp.gateway().current().source.advanced.device_workers, 4);
+}
+
+#[tokio::test]
 async fn concurrent_applies_do_not_interleave() {
     let (_dir, cp) = setup();
     let bodies: Vec<String> = (0..8)
