@@ -35,12 +35,12 @@ const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// A request body this small is written in the same system call as the head.
 const COALESCE: usize = 64 * 1024;
 
-/// A request that failed, and the request itself when provably none of it was written (the
-/// caller may then send it elsewhere).
 /// A request on its way to a server. Boxed: it passes through several `async fn` stages, and
 /// each would otherwise keep room for all of it (and copy it) for its whole life.
 pub type Outbound = Box<Request<UpBody>>;
 
+/// A request that failed, and the request itself when provably none of it was written (the
+/// caller may then send it elsewhere).
 pub type SendFailure = (Error, Option<Outbound>);
 
 /// An HTTP/1.1 connection to a server.
