@@ -186,6 +186,17 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A config on free loopback ports, `edit`ed; returns (dir, config path, device port).
+fn on_free_ports(edit: impl FnOnce(String) -> String) -> (tempfile::TempDir, PathBuf, u16) {
+    let (devices, management) = (free_port(), free_port());
+    let text = config_text(
+        &format!("127.0.0.1:{devices}"),
+        &format!("127.0.0.1:{management}"),
+    );
+    let (dir, path) = setup(&edit(text));
+    (dir, path, devices)
+}
+
 /// The gateway process with its stderr collected line by line.
 struct Running {
     child: Child,
@@ -276,11 +287,7 @@ fn device_status_line(port: u16, path: &str) -> String {
 
 #[test]
 fn gateway_reloads_on_sighup_and_drains_on_sigterm() {
-    let (devices, management) = (free_port(), free_port());
-    let (dir, path) = setup(&config_text(
-        &format!("127.0.0.1:{devices}"),
-        &format!("127.0.0.1:{management}"),
-    ));
+    let (dir, path, devices) = on_free_ports(|t| t);
     let mut gw = Running::start(&path);
     gw.wait_for("easgate gateway started");
     assert!(
@@ -342,25 +349,15 @@ fn device_worker_threads(pid: u32, want: usize) -> usize {
 
 #[test]
 fn gateway_starts_the_configured_number_of_device_workers() {
-    let (devices, management) = (free_port(), free_port());
-    let (_dir, path) = setup(
-        &config_text(
-            &format!("127.0.0.1:{devices}"),
-            &format!("127.0.0.1:{management}"),
-        )
-        .replace("[advanced]", "[advanced]\ndevice_workers = 3"),
-    );
+    let (_dir, path, devices) =
+        on_free_ports(|t| t.replace("[advanced]", "[advanced]\ndevice_workers = 3"));
     let mut gw = Running::start(&path);
     gw.wait_for("easgate gateway started");
     assert_eq!(device_worker_threads(gw.child.id(), 3), 3);
     assert!(device_status_line(devices, "/owa/").contains(" 404"));
 
     // The default: one per CPU this process may use.
-    let (devices, management) = (free_port(), free_port());
-    let (_dir2, path) = setup(&config_text(
-        &format!("127.0.0.1:{devices}"),
-        &format!("127.0.0.1:{management}"),
-    ));
+    let (_dir2, path, _) = on_free_ports(|t| t);
     let mut auto = Running::start(&path);
     auto.wait_for("easgate gateway started");
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
