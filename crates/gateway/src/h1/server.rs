@@ -582,7 +582,7 @@ async fn write_response(
                 out.vec().extend_from_slice(&data);
             } else {
                 write_out(io, &mut out, &mut tail, s).await?;
-                write_all(io, &data, s).await?;
+                write_all(io, &data, &[], s).await?;
             }
             if chunked {
                 out.vec().extend_from_slice(b"\r\n");
@@ -624,24 +624,16 @@ async fn write_out(
     tail: &mut Option<Bytes>,
     s: &Settings,
 ) -> io::Result<()> {
-    match tail.take() {
-        None => write_all(io, out.bytes(), s).await?,
-        Some(t) => write_two(io, out.bytes(), &t, s).await?,
-    }
+    let t = tail.take();
+    write_all(io, out.bytes(), t.as_deref().unwrap_or_default(), s).await?;
     out.vec().clear();
     Ok(())
 }
 
-/// `a` then `b`, in as few writes as the socket takes (one, normally).
-async fn write_two(io: &mut DeviceSocket, a: &[u8], b: &[u8], s: &Settings) -> io::Result<()> {
+/// `a` then `b`, in as few writes as the socket takes (one, normally), each within the
+/// socket read/write timeout.
+async fn write_all(io: &mut DeviceSocket, a: &[u8], b: &[u8], s: &Settings) -> io::Result<()> {
     match crate::timeout::within(s.silence, super::socket::write_pair(io, a, b, 0)).await {
-        Ok(r) => r,
-        Err(_) => Err(io::ErrorKind::TimedOut.into()),
-    }
-}
-
-async fn write_all(io: &mut DeviceSocket, b: &[u8], s: &Settings) -> io::Result<()> {
-    match crate::timeout::within(s.silence, io.write_all(b)).await {
         Ok(r) => r,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
     }
