@@ -35,24 +35,35 @@ pub const CONTENT_TYPE_WBXML: &str = "application/vnd.ms-sync.wbxml";
 /// Longest header value this model reads (User-Agent and the like).
 const MAX_HEADER_TEXT: usize = 1024;
 
-/// What the request's `Authorization` header says about who is calling.
+/// What the request's `Authorization` header says about who is calling (see
+/// [`crate::credentials`] for why these names are the ones a server authenticates).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Authorization {
     /// `Basic`: the login name (the password was read and discarded).
     Basic(LoginName),
-    /// `Bearer` (OAuth, Exchange Online "modern auth"): no user name in the header itself.
-    Bearer,
-    /// Any other scheme (`NTLM`, `Negotiate`, ...), by name.
+    /// `NTLM`, or `Negotiate` carrying NTLM: `Some` from an AUTHENTICATE message, `None` during
+    /// the handshake (NEGOTIATE) or for an anonymous AUTHENTICATE.
+    Ntlm(Option<LoginName>),
+    /// `Bearer` (OAuth, Exchange Online "modern auth"): the user a JWT's claims name, `None` for
+    /// a token the gateway cannot read.
+    Bearer(Option<LoginName>),
+    /// Any other scheme by name (`Negotiate` with Kerberos, ...): names no one readable.
     Other(String),
 }
 
 impl Authorization {
-    /// The login name when the scheme carries one.
+    /// The login name when the credential carries one the gateway can read.
     pub fn login(&self) -> Option<&LoginName> {
         match self {
             Self::Basic(l) => Some(l),
-            _ => None,
+            Self::Ntlm(l) | Self::Bearer(l) => l.as_ref(),
+            Self::Other(_) => None,
         }
+    }
+
+    /// The first leg of an NTLM handshake: no credential yet, the server will challenge.
+    pub fn is_handshake(&self) -> bool {
+        matches!(self, Self::Ntlm(None))
     }
 
     /// Parse one `Authorization` value.
@@ -68,7 +79,16 @@ impl Authorization {
             });
         }
         if scheme.eq_ignore_ascii_case("Bearer") {
-            return Ok(Self::Bearer);
+            return Ok(Self::Bearer(crate::credentials::jwt_user(rest)));
+        }
+        if scheme.eq_ignore_ascii_case("NTLM") {
+            return Ok(Self::Ntlm(ntlm_login(crate::credentials::parse_ntlm(rest)?)));
+        }
+        if scheme.eq_ignore_ascii_case("Negotiate") {
+            return Ok(match crate::credentials::parse_negotiate(rest)? {
+                Some(t) => Self::Ntlm(ntlm_login(t)),
+                None => Self::Other("Negotiate".into()),
+            });
         }
         if !scheme.eq_ignore_ascii_case("Basic") {
             if !scheme
@@ -110,6 +130,13 @@ impl Authorization {
             reason: "user name is too long or has control characters",
         })?;
         Ok(Self::Basic(LoginName::parse(&user)))
+    }
+}
+
+fn ntlm_login(t: crate::credentials::NtlmToken) -> Option<LoginName> {
+    match t {
+        crate::credentials::NtlmToken::Handshake => None,
+        crate::credentials::NtlmToken::Authenticate(l) => l,
     }
 }
 
@@ -276,13 +303,28 @@ mod tests {
     fn other_schemes() {
         assert_eq!(
             Authorization::parse(b"Bearer eyJ0eXAi.secret"),
-            Ok(Authorization::Bearer)
+            Ok(Authorization::Bearer(None))
+        );
+        let ntlm = crate::credentials::ntlm_samples::negotiate();
+        let a = Authorization::parse(format!("NTLM {ntlm}").as_bytes()).unwrap();
+        assert!(a.is_handshake());
+        let a = Authorization::parse(format!("Negotiate {ntlm}").as_bytes()).unwrap();
+        assert!(a.is_handshake());
+        let t3 = crate::credentials::ntlm_samples::authenticate("CORP", "alice");
+        let a = Authorization::parse(format!("NTLM {t3}").as_bytes()).unwrap();
+        assert_eq!(a.login().unwrap().raw, "CORP\\alice");
+        // Kerberos inside Negotiate: no readable name.
+        assert_eq!(
+            Authorization::parse(b"Negotiate YIIBhgYJKoZIhvcSAQICAQBuggF1"),
+            Ok(Authorization::Other("Negotiate".into()))
         );
         assert_eq!(
-            Authorization::parse(b"NTLM TlRMTVNTUAAB"),
-            Ok(Authorization::Other("NTLM".into()))
+            Authorization::parse(b"Digest username=\"a\""),
+            Ok(Authorization::Other("Digest".into()))
         );
-        assert_eq!(Authorization::Bearer.login(), None);
+        // A malformed NTLM token is a malformed header, as a malformed Basic one is.
+        assert!(Authorization::parse(b"NTLM TYPE1").is_err());
+        assert_eq!(Authorization::Bearer(None).login(), None);
     }
 
     #[test]

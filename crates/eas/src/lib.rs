@@ -26,6 +26,7 @@ pub mod attachment;
 pub mod base64_query;
 mod body;
 pub mod command;
+pub mod credentials;
 pub mod device;
 pub mod error;
 pub mod headers;
