@@ -125,6 +125,15 @@ pub enum Error {
     #[error("request names no user (no User parameter and no Basic login)")]
     NoUser,
 
+    /// The query's `User=` names someone other than the user the credential names (after
+    /// [`crate::access::UserNaming::key`]): 400, never forwarded — the access decision keys on
+    /// who authenticates, and the two must agree.
+    #[error("User {claimed:?} is not the authenticated user {login:?}")]
+    UserMismatch { login: String, claimed: String },
+    /// A credential that names no user the gateway can read (Kerberos, an opaque Bearer token)
+    /// while `device_access.opaque_credentials = "refuse"`: 403, never forwarded.
+    #[error("{scheme} credentials name no user the gateway can read (device_access.opaque_credentials = refuse)")]
+    OpaqueCredentials { scheme: String },
     /// The device is blocked (`device_access.blocked_response`, 403 or 456).
     #[error("device blocked by rule {rule}")]
     Blocked { status: u16, rule: &'static str },
@@ -199,6 +208,8 @@ impl Error {
             | Error::DeviceBody { .. }
             | Error::Identity { .. }
             | Error::NoUser
+            | Error::UserMismatch { .. }
+            | Error::OpaqueCredentials { .. }
             | Error::BadRequest { .. }
             | Error::HeadTooLarge { .. }
             | Error::RequestHeadTimeout
@@ -249,9 +260,11 @@ impl Error {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::DeviceBody { .. } | Error::NoUser | Error::BadRequest { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Error::DeviceBody { .. }
+            | Error::NoUser
+            | Error::UserMismatch { .. }
+            | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Error::OpaqueCredentials { .. } => StatusCode::FORBIDDEN,
             Error::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::RequestHeadTimeout => StatusCode::REQUEST_TIMEOUT,
             Error::Identity { source } => {
@@ -280,6 +293,16 @@ impl Error {
             | Error::Handshake { .. }
             | Error::Upstream { .. }
             | Error::UploadRefused { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The rule an identity refusal is audited and counted under (`None` for other errors).
+    pub fn identity_rule(&self) -> Option<&'static str> {
+        match self {
+            Error::UserMismatch { .. } => Some("user_mismatch"),
+            Error::OpaqueCredentials { .. } => Some("opaque_credentials"),
+            Error::NoUser => Some("no_user"),
+            _ => None,
         }
     }
 

@@ -24,7 +24,8 @@ use crate::forward::{self, DownBody, Home, RespBody, Reuse, UpBody};
 use crate::h1::client::{Outbound, SendFailure, Sent, ServerBody, ServerConn};
 use crate::h1::server::DeviceBody;
 use crate::health::ServerHealth;
-use crate::identity::{self, DeviceIdentity, Identified};
+use crate::access::DeviceKey;
+use crate::identity::{self, DeviceIdentity, Identified, UserSource};
 use crate::model::{Runtime, ServiceModel};
 use crate::state::Gateway;
 use crate::{attachments, redirect, route, timeout, versions, wipe};
@@ -53,6 +54,9 @@ pub struct DeviceConn {
     /// Requests waiting for their response headers (HTTP/2 idle detection).
     active: AtomicU32,
     conn_auth: AtomicBool,
+    /// The login of the last NTLM AUTHENTICATE on this connection: the user of its later
+    /// requests, which carry no credential of their own.
+    ntlm_login: parking_lot::Mutex<Option<Box<str>>>,
     pinned: parking_lot::Mutex<Option<Pinned>>,
 }
 
@@ -72,6 +76,7 @@ impl DeviceConn {
             seq: AtomicU32::new(0),
             active: AtomicU32::new(0),
             conn_auth: AtomicBool::new(false),
+            ntlm_login: parking_lot::Mutex::new(None),
             pinned: parking_lot::Mutex::new(None),
         }
     }
@@ -191,7 +196,7 @@ async fn prepare_and_dispatch(
         rto,
         pin,
     } = f;
-    let user = device.as_ref().map(|d| d.user.as_str());
+    let user = device.as_ref().map(|d| d.key.user.as_str());
     let (sent, reuse) = dispatch(gw, rt, conn, &svc, req, user, pin).await?;
     let flight = Flight {
         req: (),
@@ -280,7 +285,7 @@ async fn after_response(
     reuse: Reuse,
     ex: &mut Option<Exchange>,
 ) -> Result<Response<RespBody>> {
-    let user = a.device.as_ref().map(|d| d.user.as_str());
+    let user = a.device.as_ref().map(|d| d.key.user.as_str());
     let (resp, reuse) = if resp.status().as_u16() == 451 && rt.activesync.redirect_processing {
         // Rare paths (451, attachment control) are boxed: this future is allocated per request.
         Box::pin(follow_451(
@@ -309,9 +314,15 @@ async fn prepare(
     req: Box<Request<DeviceBody>>,
     ex: &mut Option<Exchange>,
 ) -> Result<Prepared> {
-    // Identify device (404 for non-ActiveSync paths, 400 for a POST naming no device).
-    let device = match identity::identify(&req)? {
-        Identified::Options => None,
+    // Identify device (404 for non-ActiveSync paths, 400 for a POST naming no device or a
+    // `User` that is not the authenticated user).
+    let device = match identify(gw, conn, &req, ex)? {
+        Identified::Options(pair) => {
+            if let Some(key) = pair {
+                refuse_blocked_options(gw, &key, ex)?;
+            }
+            None
+        }
         // Shared with the audit record (no copies of its strings).
         Identified::Device(id) => Some(Arc::new(id)),
     };
@@ -447,6 +458,61 @@ async fn prepare(
         rto: response_timeout,
         pin,
     })))
+}
+
+/// Stage "identify device", with what the connection knows (an earlier NTLM login). An identity
+/// refusal is logged, counted and audited under its rule here.
+fn identify(
+    gw: &Gateway,
+    conn: &DeviceConn,
+    req: &Request<DeviceBody>,
+    ex: &mut Option<Exchange>,
+) -> Result<Identified> {
+    let policy = gw.access.policy();
+    let connection_login = conn.ntlm_login.lock().clone();
+    let with = identity::IdentifyWith {
+        naming: gw.access.naming(),
+        opaque: policy.opaque_credentials,
+        connection_login: connection_login.as_deref(),
+    };
+    let identified = identity::identify(req, &with);
+    match &identified {
+        Ok(Identified::Device(id)) if id.source == UserSource::Ntlm => {
+            // Connection-bound: later requests on this connection carry no credential.
+            *conn.ntlm_login.lock() = Some(id.user.as_str().into());
+        }
+        Err(e) => {
+            if let Some(rule) = e.identity_rule() {
+                gw.metrics.access_decision("BLOCK", rule);
+                tracing::warn!(peer = %conn.peer, error = %e, rule, "device request refused: who it is cannot be trusted");
+                if let Some(ex) = ex.as_mut() {
+                    ex.action = Action::Block;
+                    ex.rule = rule;
+                }
+            }
+        }
+        Ok(_) => {}
+    }
+    identified
+}
+
+/// An OPTIONS whose query names a blocked (or wiped) pair is refused: forwarded with its
+/// `Authorization`, it would tell a blocked device whether a password is right.
+fn refuse_blocked_options(gw: &Gateway, key: &DeviceKey, ex: &mut Option<Exchange>) -> Result<()> {
+    let d = gw.access.peek_key(key);
+    if d.action == Action::Allow || d.would_block {
+        return Ok(());
+    }
+    gw.metrics.access_decision("BLOCK", "options_blocked_device");
+    tracing::info!(user = %crate::access::clip(&key.user), device_id = %key.device, rule = d.rule.name(), "OPTIONS from a blocked device not forwarded");
+    if let Some(ex) = ex.as_mut() {
+        ex.action = Action::Block;
+        ex.rule = d.rule.name();
+    }
+    Err(Error::Blocked {
+        status: gw.access.policy().blocked_response,
+        rule: d.rule.name(),
+    })
 }
 
 /// Stage "decide access": the one access check per device request (decision + association),

@@ -131,7 +131,7 @@ proptest! {
                     let bytes = serde_json::to_vec(&body).unwrap();
                     let expected = model_patch(&model, &devices, &remove);
                     let before = a.entries();
-                    let got = parse_patch(&bytes).and_then(|c| a.apply_in_memory(&c));
+                    let got = parse_patch(a.naming(), &bytes).and_then(|c| a.apply_in_memory(&c));
                     match (expected, got) {
                         (Some(next), Ok(_)) => model = next,
                         (None, Err(AccessError::InvalidBody { errors })) => {

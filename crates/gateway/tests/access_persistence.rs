@@ -66,7 +66,11 @@ async fn restart_keeps_decisions() {
     assert_eq!(a.check(&req("dora", "w1")).action, Action::Wipe);
     assert!(a.wipe_sent("dora", "w1"));
     assert_eq!(a.wipe_acknowledged("dora", "w1", 1), WipeAck::Wiped);
+    // A server accepted e1 and e2 (that is what admits a device); e3 was let through but its
+    // credentials were never accepted.
     a.record_response("eve", "e1", 200, Some("exch1:443"));
+    a.record_response("eve", "e2", 449, Some("exch1:443"));
+    a.record_response("eve", "e3", 401, Some("exch1:443"));
     assert!(a.is_dirty());
     assert!(a.flush().await.unwrap());
     assert!(!a.is_dirty());

@@ -64,14 +64,23 @@ async fn manual_block_and_unblock() {
     assert_eq!(a.check(&req("bob", "Phone1")).action, Action::Allow);
 }
 
+/// A device the gateway let through, then its server's answer (what admits it).
+fn seen(a: &DeviceAccess, user: &str, dev: &str, status: u16) -> Action {
+    let action = a.check(&req(user, dev)).action;
+    if action == Action::Allow {
+        a.record_response(user, dev, status, Some("exch1:443"));
+    }
+    action
+}
+
 #[tokio::test]
 async fn per_mailbox_limit_counts_admitted_devices() {
     let a = access(AccessPolicy {
         max_devices_per_mailbox: 2,
         ..AccessPolicy::default()
     });
-    assert_eq!(a.check(&req("carol", "d1")).action, Action::Allow);
-    assert_eq!(a.check(&req("carol", "d2")).action, Action::Allow);
+    assert_eq!(seen(&a, "carol", "d1", 200), Action::Allow);
+    assert_eq!(seen(&a, "carol", "d2", 449), Action::Allow);
     let third = a.check(&req("carol", "d3"));
     assert_eq!(
         (third.action, third.rule),
@@ -84,11 +93,35 @@ async fn per_mailbox_limit_counts_admitted_devices() {
     assert_eq!(a.check(&req("dave", "d3")).action, Action::Allow);
     // Blocking an admitted device frees its slot.
     patch(&a, r#"{"devices":[{"user":"carol","device_id":"d1","state":"blocked","reasons":["compromised"]}]}"#).await;
-    assert_eq!(a.check(&req("carol", "d3")).action, Action::Allow);
+    assert_eq!(seen(&a, "carol", "d3", 200), Action::Allow);
     // Removing an association frees a slot too.
     assert!(a.remove_association("carol", "d2"));
-    assert_eq!(a.check(&req("carol", "d4")).action, Action::Allow);
+    assert_eq!(seen(&a, "carol", "d4", 200), Action::Allow);
     assert_eq!(a.check(&req("carol", "d5")).action, Action::Block);
+}
+
+/// Issue 13, item 2: devices whose credentials no server accepted (401, or the gateway's own
+/// refusals that reached no server) do not use up the mailbox's slots.
+#[tokio::test]
+async fn only_devices_a_server_accepted_count_against_the_limit() {
+    let a = access(AccessPolicy {
+        max_devices_per_mailbox: 3,
+        ..AccessPolicy::default()
+    });
+    for junk in ["junk1", "junk2", "junk3", "junk4"] {
+        assert_eq!(seen(&a, "carol", junk, 401), Action::Allow, "{junk}");
+    }
+    // Answered by nobody (no server): not an acceptance either.
+    a.check(&req("carol", "junk5"));
+    a.record_response("carol", "junk5", 200, None);
+    for status in [403, 451, 500, 503] {
+        assert_eq!(seen(&a, "carol", &format!("x{status}"), status), Action::Allow);
+    }
+    // Carol's real phone gets in, and is admitted by its 200.
+    assert_eq!(seen(&a, "carol", "iPhoneReal", 200), Action::Allow);
+    assert!(a.association("carol", "iPhoneReal").unwrap().admitted);
+    assert!(!a.association("carol", "junk1").unwrap().admitted);
+    assert_eq!(a.check(&req("carol", "iPhoneReal")).action, Action::Allow);
 }
 
 #[tokio::test]
@@ -357,18 +390,25 @@ async fn concurrent_new_devices_respect_the_limit_exactly() {
         max_devices_per_mailbox: 3,
         ..AccessPolicy::default()
     });
+    // 64 new devices at once, each accepted by its server: three are admitted, however the
+    // decisions and answers interleave.
     let tasks: Vec<_> = (0..64)
         .map(|i| {
             let a = a.clone();
-            tokio::spawn(async move { a.check(&req("paul", &format!("dev{i}"))).action })
+            tokio::spawn(async move { seen(&a, "paul", &format!("dev{i}"), 200) })
         })
         .collect();
-    let mut allowed = 0;
     for t in tasks {
-        if t.await.unwrap() == Action::Allow {
-            allowed += 1;
-        }
+        t.await.unwrap();
     }
+    let admitted = (0..64)
+        .filter(|i| a.association("paul", &format!("dev{i}")).unwrap().admitted)
+        .count();
+    assert_eq!(admitted, 3);
+    // From now on only those three get through.
+    let allowed = (0..64)
+        .filter(|i| a.check(&req("paul", &format!("dev{i}"))).action == Action::Allow)
+        .count();
     assert_eq!(allowed, 3);
 }
 

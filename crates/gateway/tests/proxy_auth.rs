@@ -8,6 +8,7 @@ mod support;
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use eas::credentials::ntlm_samples as ntlm;
 use http::{Request, StatusCode};
 use support::*;
 
@@ -31,14 +32,13 @@ fn ntlm_server() -> Handler {
                     .insert("www-authenticate", www.parse().unwrap());
                 r
             };
-            if auth == "NTLM TYPE1" {
+            if auth == format!("NTLM {}", ntlm::negotiate()) {
                 challenged.lock().insert(s.conn);
                 return unauthorized(format!("NTLM CHALLENGE-{}", s.conn));
             }
-            if let Some(n) = auth.strip_prefix("NTLM TYPE3-") {
-                let ok =
-                    n.parse::<usize>().ok() == Some(s.conn) && challenged.lock().remove(&s.conn);
-                if ok {
+            if auth == format!("NTLM {}", ntlm::authenticate("dom", "u")) {
+                // Only on the connection that got the challenge.
+                if challenged.lock().remove(&s.conn) {
                     authed.lock().insert(s.conn);
                     return reply(200, format!("welcome on {}", s.conn));
                 }
@@ -62,7 +62,9 @@ fn with_auth(auth: Option<&str>) -> Request<TBody> {
 
 /// Runs the 3-leg handshake on `d`, returns the challenge's server connection.
 async fn type1(d: &mut Device) -> String {
-    let (status, headers, _) = d.send(with_auth(Some("NTLM TYPE1"))).await;
+    let (status, headers, _) = d
+        .send(with_auth(Some(&format!("NTLM {}", ntlm::negotiate()))))
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let www = headers["www-authenticate"].to_str().unwrap().to_string();
     www.strip_prefix("NTLM CHALLENGE-")
@@ -91,12 +93,15 @@ async fn ntlm_is_pinned_per_device_connection_and_never_shared() {
     let ca = type1(&mut a).await;
     let cb = type1(&mut b).await;
     assert_ne!(ca, cb, "each device got its own server connection");
-    let (status, _, body) = a.send(with_auth(Some(&format!("NTLM TYPE3-{ca}")))).await;
+    // The AUTHENTICATE leg only works on the connection that got the challenge: it reaches the
+    // server on the same pinned connection.
+    let type3 = format!("NTLM {}", ntlm::authenticate("dom", "u"));
+    let (status, _, body) = a.send(with_auth(Some(&type3))).await;
     assert_eq!(
         (status, String::from_utf8_lossy(&body).into_owned()),
         (StatusCode::OK, format!("welcome on {ca}"))
     );
-    let (status, _, _) = b.send(with_auth(Some(&format!("NTLM TYPE3-{cb}")))).await;
+    let (status, _, _) = b.send(with_auth(Some(&type3))).await;
     assert_eq!(status, StatusCode::OK);
 
     // Later requests of A ride on its authenticated connection.
@@ -144,10 +149,11 @@ async fn basic_and_bearer_pass_untouched() {
     .await;
     let gw = start(runtime(&[be.server()])).await;
     let mut d = device(gw.addr, None, false).await;
-    for auth in [
-        "Basic dXNlcjE6c2VjcmV0",
-        "Bearer eyJhbGciOiJSUzI1NiJ9.e30.c2ln",
-    ] {
+    // Basic `dom\u:secret`, and a JWT whose `upn` is u@dom: the same user as the query's
+    // `dom\u` (one domain: keys are bare names).
+    let basic = "Basic ZG9tXHU6c2VjcmV0";
+    let jwt = "Bearer eyJhbGciOiJSUzI1NiJ9.eyJ1cG4iOiJ1QGRvbSJ9.c2ln";
+    for auth in [basic, jwt] {
         let (status, headers, _) = d.send(with_auth(Some(auth))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(headers["x-seen-authorization"], auth);

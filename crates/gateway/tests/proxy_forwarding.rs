@@ -64,7 +64,7 @@ async fn hop_by_hop_removed_and_header_case_preserved_both_ways() {
     let gw = start(runtime(&[addr_of(addr)])).await;
     let resp = raw_exchange(
         gw.addr,
-        "POST /Microsoft-Server-ActiveSync?Cmd=Sync&User=u&DeviceId=D1&DeviceType=x HTTP/1.1\r\n\
+        "POST /Microsoft-Server-ActiveSync?Cmd=Sync&User=user1&DeviceId=D1&DeviceType=x HTTP/1.1\r\n\
          Host: mail.example.com\r\nConnection: keep-alive, X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=5\r\n\
          TE: trailers\r\nProxy-Authorization: Basic eA==\r\nMS-ASProtocolVersion: 14.1\r\nX-MS-PolicyKey: 0\r\n\
          Authorization: Basic dXNlcjE6c2VjcmV0\r\nX-Forwarded-For: 6.6.6.6\r\nContent-Length: 0\r\n\r\n",

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::decide::{Action, Decision};
 use super::list::{AccessState, Reasons};
 use super::time::Timestamp;
-use super::{DeviceKey, clip};
+use super::{DeviceKey, UserNaming, clip};
 
 const SHARDS: usize = 64;
 /// Longest User-Agent / server / command kept (they come from devices and servers; bound memory).
@@ -67,7 +67,8 @@ pub struct Association {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wiped_at: Option<Timestamp>,
     pub request_count: u64,
-    /// Admitted once (counts toward `max_devices_per_mailbox`; keeps working under it).
+    /// A server accepted this device's credentials (2xx or 449) while the gateway allowed it:
+    /// it counts toward `max_devices_per_mailbox` and keeps working under it.
     pub admitted: bool,
 }
 
@@ -98,7 +99,7 @@ pub struct AssociationPage {
     pub items: Vec<Association>,
 }
 
-type UserDevices = HashMap<String, Association>;
+pub(crate) type UserDevices = HashMap<String, Association>;
 
 pub(crate) struct Associations {
     shards: Box<[Mutex<HashMap<String, UserDevices>>]>,
@@ -106,6 +107,12 @@ pub(crate) struct Associations {
     len: AtomicUsize,
     /// One eviction at a time: concurrent requests over the bound must not all scan.
     evicting: AtomicBool,
+}
+
+/// A server answer that shows it accepted the device's credentials: a success, or 449 (the
+/// Provision exchange a server demands only of an authenticated user).
+pub(crate) fn credentials_accepted(status: u16) -> bool {
+    (200..300).contains(&status) || status == 449
 }
 
 /// Replace an optional string only when it changed (no allocation on the common path).
@@ -233,27 +240,26 @@ impl Associations {
         a.reasons = decision.reasons;
         a.state = state;
         a.request_count = a.request_count.saturating_add(1);
-        a.admitted |= enforced == Action::Allow;
     }
 
-    /// Fill in the outcome of a request. False if the association is gone (evicted/removed).
+    /// Fill in the outcome of a request (the user's devices locked by the caller); `admit`: a
+    /// server accepted the device's credentials and the mailbox has room. False if the
+    /// association is gone (evicted/removed).
     pub(crate) fn record_response(
-        &self,
+        devs: &mut UserDevices,
         key: &DeviceKey,
         status: u16,
         server: Option<&str>,
+        admit: bool,
     ) -> bool {
-        let mut shard = self.shard(&key.user).lock();
-        let Some(a) = shard
-            .get_mut(&key.user)
-            .and_then(|d| d.get_mut(&key.device))
-        else {
+        let Some(a) = devs.get_mut(&key.device) else {
             return false;
         };
         a.last_status = Some(status);
         if server.is_some() {
             set_text(&mut a.last_server, server);
         }
+        a.admitted |= admit;
         true
     }
 
@@ -280,15 +286,28 @@ impl Associations {
         self.with_user(&key.user, |devs| devs.remove(&key.device).is_some())
     }
 
-    /// Insert a loaded association (start-up).
-    pub(crate) fn insert_loaded(&self, a: Association) -> bool {
-        let key = DeviceKey::new(&a.user, &a.device_id);
-        self.with_user(&key.user, |devs| {
-            if devs.contains_key(&key.device) {
-                return false;
+    /// Insert a loaded association (start-up). Two that the naming rules now make one key (an
+    /// upgrade, or new `default_domain` / `domain_aliases`) are merged: the one seen last keeps
+    /// its facts; admission and request counts add up. Returns false when it merged.
+    pub(crate) fn insert_loaded(&self, naming: &UserNaming, a: Association) -> bool {
+        let key = DeviceKey::new(naming, &a.user, &a.device_id);
+        self.with_user(&key.user, |devs| match devs.get_mut(&key.device) {
+            Some(old) => {
+                let admitted = old.admitted || a.admitted;
+                let count = old.request_count.saturating_add(a.request_count);
+                let first_seen = old.first_seen.min(a.first_seen);
+                if a.last_seen > old.last_seen {
+                    *old = a;
+                }
+                old.admitted = admitted;
+                old.request_count = count;
+                old.first_seen = first_seen;
+                false
             }
-            devs.insert(key.device, a);
-            true
+            None => {
+                devs.insert(key.device, a);
+                true
+            }
         })
     }
 

@@ -1,12 +1,13 @@
 //! The `[device_access]` config section (serde shape, strings as admins write them) and its
 //! validated form [`AccessPolicy`], the only thing the decision reads.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AccessError, FieldError};
+use super::{AccessError, FieldError, UserNaming};
 
 /// `[device_access]` as written in the config file. Every field has a default, so the section
 /// may be omitted (defaults follow the incumbent: allow unregistered, allow new devices while the
@@ -40,6 +41,18 @@ pub struct DeviceAccessConfig {
     /// once). Each write serialises the whole state, so keep it in minutes for large inventories.
     /// 1..=3600, default 60.
     pub flush_interval_s: u64,
+    /// UPN suffix of the users (e.g. `corp.example`): with it, access keys are `user@domain`
+    /// and a bare login takes this domain; empty (default): one domain, keys are the bare user
+    /// name whatever domain form a device sends. Read at start (a change needs a restart).
+    pub default_domain: String,
+    /// Other spellings of a domain → the domain (e.g. `CORP = "corp.example"`,
+    /// `"corp.local" = "corp.example"`); needs `default_domain`. At most 64. Default none.
+    /// Read at start.
+    pub domain_aliases: BTreeMap<String, String>,
+    /// A credential that names no one the gateway can read (Kerberos in `Negotiate`, a Bearer
+    /// token that is not a JWT): `refuse` (default, 403: the decision cannot be keyed on who
+    /// authenticated) or `query-user` (key on the query's `User=`, trusting the device's word).
+    pub opaque_credentials: String,
 }
 
 impl Default for DeviceAccessConfig {
@@ -53,6 +66,9 @@ impl Default for DeviceAccessConfig {
             state_file: "state/devices.json".into(),
             max_associations: 200_000,
             flush_interval_s: 60,
+            default_domain: String::new(),
+            domain_aliases: BTreeMap::new(),
+            opaque_credentials: "refuse".into(),
         }
     }
 }
@@ -73,6 +89,14 @@ pub enum AllowBlock {
     Block,
 }
 
+/// `opaque_credentials`: what a credential naming no readable user gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpaqueCredentials {
+    Refuse,
+    QueryUser,
+}
+
 /// The validated `[device_access]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessPolicy {
@@ -86,6 +110,9 @@ pub struct AccessPolicy {
     pub state_file: PathBuf,
     pub max_associations: usize,
     pub flush_interval: Duration,
+    /// How user names become access keys.
+    pub naming: UserNaming,
+    pub opaque_credentials: OpaqueCredentials,
 }
 
 impl Default for AccessPolicy {
@@ -99,8 +126,23 @@ impl Default for AccessPolicy {
             state_file: PathBuf::from("state/devices.json"),
             max_associations: 200_000,
             flush_interval: Duration::from_secs(60),
+            naming: UserNaming::default(),
+            opaque_credentials: OpaqueCredentials::Refuse,
         }
     }
+}
+
+/// Most `domain_aliases` entries.
+pub const MAX_DOMAIN_ALIASES: usize = 64;
+
+/// A DNS domain or NetBIOS name as admins write them: 1..=253 letters, digits, `-`, `_`, `.`.
+fn is_domain_name(s: &str) -> bool {
+    (1..=253).contains(&s.len())
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !s.starts_with('.')
+        && !s.ends_with('.')
 }
 
 pub const MAX_DEVICES_PER_MAILBOX: u32 = 1000;
@@ -181,6 +223,56 @@ impl DeviceAccessConfig {
                 "1..=3600 seconds",
             ));
         }
+        let opaque_credentials = match self.opaque_credentials.as_str() {
+            "refuse" => OpaqueCredentials::Refuse,
+            "query-user" => OpaqueCredentials::QueryUser,
+            other => {
+                errors.push(FieldError::new(
+                    "device_access.opaque_credentials",
+                    other,
+                    "one of: refuse, query-user",
+                ));
+                OpaqueCredentials::Refuse
+            }
+        };
+        let domain = self.default_domain.trim();
+        if !domain.is_empty() && !is_domain_name(domain) {
+            errors.push(FieldError::new(
+                "device_access.default_domain",
+                &self.default_domain,
+                "empty, or a domain name (letters, digits, '-', '_', '.'; at most 253)",
+            ));
+        }
+        if !self.domain_aliases.is_empty() && domain.is_empty() {
+            errors.push(FieldError::new(
+                "device_access.domain_aliases",
+                "",
+                "empty unless default_domain is set (with one domain, keys have no domain)",
+            ));
+        }
+        if self.domain_aliases.len() > MAX_DOMAIN_ALIASES {
+            errors.push(FieldError::new(
+                "device_access.domain_aliases",
+                "",
+                "at most 64 entries",
+            ));
+        }
+        for (alias, target) in &self.domain_aliases {
+            if !is_domain_name(alias.trim()) {
+                errors.push(FieldError::new(
+                    "device_access.domain_aliases",
+                    alias,
+                    "keys that are domain or NetBIOS names",
+                ));
+            }
+            if !is_domain_name(target.trim()) {
+                errors.push(FieldError::new(
+                    format!("device_access.domain_aliases.{}", super::clip(alias)),
+                    target,
+                    "a domain name",
+                ));
+            }
+        }
         if !errors.is_empty() {
             return Err(AccessError::InvalidConfig { errors });
         }
@@ -193,6 +285,8 @@ impl DeviceAccessConfig {
             state_file: PathBuf::from(&self.state_file),
             max_associations: self.max_associations,
             flush_interval: Duration::from_secs(self.flush_interval_s),
+            naming: UserNaming::new(domain, &self.domain_aliases),
+            opaque_credentials,
         })
     }
 }
@@ -242,6 +336,9 @@ state_file = "state/devices.json"
             state_file: String::new(),
             max_associations: 0,
             flush_interval_s: 0,
+            default_domain: "corp example".into(),
+            domain_aliases: [("CORP".to_string(), "corp/example".to_string())].into(),
+            opaque_credentials: "allow".into(),
         };
         let Err(AccessError::InvalidConfig { errors }) = cfg.validate() else {
             panic!("must fail")
@@ -257,11 +354,32 @@ state_file = "state/devices.json"
                 "device_access.blocked_response",
                 "device_access.state_file",
                 "device_access.max_associations",
-                "device_access.flush_interval_s"
+                "device_access.flush_interval_s",
+                "device_access.opaque_credentials",
+                "device_access.default_domain",
+                "device_access.domain_aliases.CORP",
             ]
         );
         assert_eq!(errors[0].value, "audit");
         assert!(errors[0].allowed.contains("report-only"));
         assert!(toml::from_str::<DeviceAccessConfig>("bogus = 1").is_err());
+    }
+
+    #[test]
+    fn aliases_need_a_default_domain() {
+        let cfg = DeviceAccessConfig {
+            domain_aliases: [("CORP".to_string(), "corp.example".to_string())].into(),
+            ..DeviceAccessConfig::default()
+        };
+        let Err(AccessError::InvalidConfig { errors }) = cfg.validate() else {
+            panic!("must fail")
+        };
+        assert_eq!(errors[0].field, "device_access.domain_aliases");
+        let cfg = DeviceAccessConfig {
+            default_domain: "corp.example".into(),
+            ..cfg
+        };
+        let p = cfg.validate().unwrap();
+        assert_eq!(p.naming.key("CORP\\Alice"), "alice@corp.example");
     }
 }

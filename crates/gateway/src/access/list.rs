@@ -8,7 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::time::Timestamp;
-use super::{AccessError, DeviceKey, FieldError};
+use super::{AccessError, DeviceKey, FieldError, UserNaming};
 
 /// Most entries the list may hold (also bounds one body).
 pub const MAX_LIST_ENTRIES: usize = 1_000_000;
@@ -17,8 +17,8 @@ const MAX_REPORTED_ERRORS: usize = 100;
 /// Most reason flags one entry may carry in a body (there are 9 distinct ones).
 const MAX_REASONS_IN_BODY: usize = 32;
 
-/// State of a listed device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// State of a listed device, in order of strictness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessState {
     Allowed,
@@ -196,8 +196,8 @@ pub struct AccessEntry {
 }
 
 impl AccessEntry {
-    pub fn key(&self) -> DeviceKey {
-        DeviceKey::new(&self.user, &self.device_id)
+    pub fn key(&self, naming: &UserNaming) -> DeviceKey {
+        DeviceKey::new(naming, &self.user, &self.device_id)
     }
 }
 
@@ -266,14 +266,14 @@ struct RawKey {
 
 /// Parse and validate a `PUT /v1/devices` body: `devices` required (an empty array clears the
 /// list; a missing one is refused so `{}` never wipes the list by accident), no `remove`.
-pub fn parse_replace(body: &[u8]) -> Result<ListChange, AccessError> {
-    parse(body, ChangeKind::Replace)
+pub fn parse_replace(naming: &UserNaming, body: &[u8]) -> Result<ListChange, AccessError> {
+    parse(naming, body, ChangeKind::Replace)
 }
 
 /// Parse and validate a `PATCH /v1/devices` body: `devices` upserted, `remove` removed (absent
 /// keys are ignored: removing twice is not an error); a key may not be in both.
-pub fn parse_patch(body: &[u8]) -> Result<ListChange, AccessError> {
-    parse(body, ChangeKind::Patch)
+pub fn parse_patch(naming: &UserNaming, body: &[u8]) -> Result<ListChange, AccessError> {
+    parse(naming, body, ChangeKind::Patch)
 }
 
 struct Errors(Vec<FieldError>, usize);
@@ -287,7 +287,7 @@ impl Errors {
     }
 }
 
-fn parse(body: &[u8], kind: ChangeKind) -> Result<ListChange, AccessError> {
+fn parse(naming: &UserNaming, body: &[u8], kind: ChangeKind) -> Result<ListChange, AccessError> {
     let raw: RawBody = serde_json::from_slice(body).map_err(|e| AccessError::BadJson {
         message: e.to_string(),
     })?;
@@ -366,7 +366,7 @@ fn parse(body: &[u8], kind: ChangeKind) -> Result<ListChange, AccessError> {
             }
         }
         if let (Some(user), Some(device_id), Some(state)) = (user, dev, state) {
-            let key = DeviceKey::new(&user, &device_id);
+            let key = DeviceKey::new(naming, &user, &device_id);
             if let Some(first) = seen.insert(key.clone(), i) {
                 errors.push(FieldError::new(
                     format!("devices[{i}]"),
@@ -394,7 +394,7 @@ fn parse(body: &[u8], kind: ChangeKind) -> Result<ListChange, AccessError> {
             &mut errors,
         );
         if let (Some(user), Some(device_id)) = (user, dev) {
-            let key = DeviceKey::new(&user, &device_id);
+            let key = DeviceKey::new(naming, &user, &device_id);
             if let Some(j) = seen.get(&key) {
                 errors.push(FieldError::new(
                     format!("remove[{i}]"),
@@ -433,12 +433,16 @@ fn parse(body: &[u8], kind: ChangeKind) -> Result<ListChange, AccessError> {
 
 /// Validate a `(user, device_id)` pair given by an admin (e.g. `GET /v1/explain?user=&device_id=`)
 /// with the same rules as a body, and normalise it.
-pub fn validate_key(user: &str, device_id: &str) -> Result<DeviceKey, AccessError> {
+pub fn validate_key(
+    naming: &UserNaming,
+    user: &str,
+    device_id: &str,
+) -> Result<DeviceKey, AccessError> {
     let mut errors = Errors(Vec::new(), 0);
     let u = check_user("user", Some(user), &mut errors);
     let d = check_device_id("device_id", Some(device_id), &mut errors);
     match (u, d) {
-        (Some(u), Some(d)) => Ok(DeviceKey::new(&u, &d)),
+        (Some(u), Some(d)) => Ok(DeviceKey::new(naming, &u, &d)),
         _ => Err(AccessError::InvalidBody { errors: errors.0 }),
     }
 }
@@ -538,11 +542,17 @@ impl AccessList {
         all.into_iter().map(|(_, e)| e.clone()).collect()
     }
 
-    /// Insert a loaded entry (start-up). Returns false on a duplicate key.
-    pub(crate) fn insert_loaded(&mut self, entry: AccessEntry) -> bool {
-        let key = entry.key();
+    /// Insert a loaded entry (start-up). Two entries that the naming rules now make one key (an
+    /// upgrade, or new `default_domain` / `domain_aliases`) keep the stricter state (wipe over
+    /// block over allow), so a blocked device is never let in by a change of spelling. Returns
+    /// false when it merged.
+    pub(crate) fn insert_loaded(&mut self, naming: &UserNaming, entry: AccessEntry) -> bool {
+        let key = entry.key(naming);
         let devs = self.users.entry(key.user).or_default();
-        if devs.contains_key(&key.device) {
+        if let Some(old) = devs.get_mut(&key.device) {
+            if entry.state > old.state {
+                *old = entry;
+            }
             return false;
         }
         devs.insert(key.device, entry);
@@ -682,41 +692,42 @@ impl AccessList {
 mod tests {
     use super::*;
 
+    const N: UserNaming = UserNaming::EMPTY;
+
     fn t(ms: i64) -> Timestamp {
         Timestamp::from_millis(ms)
     }
 
     #[test]
     fn issue_body_parses() {
-        let c = parse_patch(
-            br#"{"devices": [{"user": "alice", "device_id": "ApplF17XYZ", "state": "blocked", "reasons": ["manual", "compromised"]}],
+        let c = parse_patch(&N, br#"{"devices": [{"user": "alice", "device_id": "ApplF17XYZ", "state": "blocked", "reasons": ["manual", "compromised"]}],
                  "remove": [{"user": "Bob", "device_id": "Dev1"}]}"#,
         )
         .unwrap();
         assert_eq!(c.upserts.len(), 1);
-        assert_eq!(c.upserts[0].key, DeviceKey::new("ALICE", "applf17xyz"));
+        assert_eq!(c.upserts[0].key, DeviceKey::new(&N, "ALICE", "applf17xyz"));
         assert_eq!(c.upserts[0].device_id, "ApplF17XYZ");
         assert_eq!(
             c.upserts[0].reasons,
             Reasons::of(&[Reason::Manual, Reason::Compromised])
         );
-        assert_eq!(c.removes, vec![DeviceKey::new("bob", "dev1")]);
+        assert_eq!(c.removes, vec![DeviceKey::new(&N, "bob", "dev1")]);
     }
 
     #[test]
     fn put_rules() {
         assert!(matches!(
-            parse_replace(br#"{}"#),
+            parse_replace(&N, br#"{}"#),
             Err(AccessError::InvalidBody { .. })
         ));
         let Err(AccessError::InvalidBody { errors }) =
-            parse_replace(br#"{"devices": [], "remove": [{"user":"a","device_id":"b"}]}"#)
+            parse_replace(&N, br#"{"devices": [], "remove": [{"user":"a","device_id":"b"}]}"#)
         else {
             panic!()
         };
         assert_eq!(errors[0].field, "remove");
         assert_eq!(
-            parse_replace(br#"{"devices": []}"#).unwrap().upserts.len(),
+            parse_replace(&N, br#"{"devices": []}"#).unwrap().upserts.len(),
             0
         );
     }
@@ -729,7 +740,7 @@ mod tests {
             {"user": "ALICE", "device_id": "OK1", "state": "blocked"},
             {"device_id": "x", "state": "wiped"}
         ], "remove": [{"user": "alice", "device_id": "ok1"}, {"user": "u", "device_id": "a-33-chars-aaaaaaaaaaaaaaaaaaaaaa"}]}"#;
-        let Err(AccessError::InvalidBody { errors }) = parse_patch(body) else {
+        let Err(AccessError::InvalidBody { errors }) = parse_patch(&N, body) else {
             panic!()
         };
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
@@ -754,20 +765,19 @@ mod tests {
     #[test]
     fn bad_json_and_unknown_fields() {
         assert!(matches!(
-            parse_patch(b"{"),
+            parse_patch(&N, b"{"),
             Err(AccessError::BadJson { .. })
         ));
         assert!(matches!(
-            parse_patch(br#"{"devices": [], "extra": 1}"#),
+            parse_patch(&N, br#"{"devices": [], "extra": 1}"#),
             Err(AccessError::BadJson { .. })
         ));
         assert!(matches!(
-            parse_patch(
-                br#"{"devices": [{"user":"a","device_id":"b","state":"allowed","colour":"red"}]}"#
+            parse_patch(&N, br#"{"devices": [{"user":"a","device_id":"b","state":"allowed","colour":"red"}]}"#
             ),
             Err(AccessError::BadJson { .. })
         ));
-        let e = parse_patch(b"\x00").unwrap_err();
+        let e = parse_patch(&N, b"\x00").unwrap_err();
         assert_eq!(
             (e.fault(), e.http_status()),
             (super::super::Fault::Client, 400)
@@ -776,8 +786,7 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped_in_errors() {
-        let Err(AccessError::InvalidBody { errors }) = parse_patch(
-            br#"{"devices": [{"user":"a\nFAKE LOG","device_id":"b","state":"allowed"}]}"#,
+        let Err(AccessError::InvalidBody { errors }) = parse_patch(&N, br#"{"devices": [{"user":"a\nFAKE LOG","device_id":"b","state":"allowed"}]}"#,
         ) else {
             panic!()
         };
@@ -787,21 +796,21 @@ mod tests {
     #[test]
     fn apply_patch_and_replace() {
         let mut l = AccessList::new();
-        let c = parse_patch(br#"{"devices": [{"user":"a","device_id":"d1","state":"allowed"},{"user":"a","device_id":"d2","state":"blocked","reasons":["manual"]}]}"#).unwrap();
+        let c = parse_patch(&N, br#"{"devices": [{"user":"a","device_id":"d1","state":"allowed"},{"user":"a","device_id":"d2","state":"blocked","reasons":["manual"]}]}"#).unwrap();
         let r = l.apply(&c, t(1), 10).unwrap();
         assert_eq!((r.added, r.total), (2, 2));
         // Same again: unchanged, no broadcast keys.
         let r = l.apply(&c, t(2), 10).unwrap();
         assert_eq!((r.unchanged, r.changed.len()), (2, 0));
-        assert_eq!(l.get(&DeviceKey::new("A", "D1")).unwrap().updated_at, t(1));
+        assert_eq!(l.get(&DeviceKey::new(&N, "A", "D1")).unwrap().updated_at, t(1));
         // Replace keeps only d2 (now allowed).
-        let c = parse_replace(br#"{"devices": [{"user":"a","device_id":"D2","state":"allowed"}]}"#)
+        let c = parse_replace(&N, br#"{"devices": [{"user":"a","device_id":"D2","state":"allowed"}]}"#)
             .unwrap();
         let r = l.apply(&c, t(3), 10).unwrap();
         assert_eq!((r.removed, r.updated, r.total), (1, 1, 1));
-        assert_eq!(l.get(&DeviceKey::new("a", "d2")).unwrap().device_id, "D2");
+        assert_eq!(l.get(&DeviceKey::new(&N, "a", "d2")).unwrap().device_id, "D2");
         // Limit checked before anything changes.
-        let c = parse_patch(br#"{"devices": [{"user":"b","device_id":"x","state":"allowed"},{"user":"c","device_id":"x","state":"allowed"}]}"#).unwrap();
+        let c = parse_patch(&N, br#"{"devices": [{"user":"b","device_id":"x","state":"allowed"},{"user":"c","device_id":"x","state":"allowed"}]}"#).unwrap();
         assert!(matches!(
             l.apply(&c, t(4), 2),
             Err(AccessError::TooManyEntries { count: 3, limit: 2 })
@@ -813,15 +822,15 @@ mod tests {
     fn wipe_progress_survives_repeated_wipe() {
         let mut l = AccessList::new();
         let wipe =
-            parse_patch(br#"{"devices": [{"user":"a","device_id":"d","state":"wipe"}]}"#).unwrap();
+            parse_patch(&N, br#"{"devices": [{"user":"a","device_id":"d","state":"wipe"}]}"#).unwrap();
         l.apply(&wipe, t(1), 10).unwrap();
-        let k = DeviceKey::new("a", "d");
+        let k = DeviceKey::new(&N, "a", "d");
         l.get_mut(&k).unwrap().state = AccessState::Wiped;
         let r = l.apply(&wipe, t(2), 10).unwrap();
         assert_eq!(r.unchanged, 1);
         assert_eq!(l.get(&k).unwrap().state, AccessState::Wiped);
         let allow =
-            parse_patch(br#"{"devices": [{"user":"a","device_id":"d","state":"allowed"}]}"#)
+            parse_patch(&N, br#"{"devices": [{"user":"a","device_id":"d","state":"allowed"}]}"#)
                 .unwrap();
         l.apply(&allow, t(3), 10).unwrap();
         assert_eq!(l.get(&k).unwrap().wipe, None);

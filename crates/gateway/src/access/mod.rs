@@ -16,6 +16,7 @@ mod associations;
 mod config;
 mod decide;
 mod list;
+mod naming;
 mod store;
 mod time;
 
@@ -23,7 +24,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use associations::{Association, AssociationPage, AssociationQuery, MAX_PAGE, RequestInfo};
-pub use config::{AccessMode, AccessPolicy, AllowBlock, DeviceAccessConfig};
+pub use config::{AccessMode, AccessPolicy, AllowBlock, DeviceAccessConfig, OpaqueCredentials};
+pub use naming::UserNaming;
 pub use decide::{AccessInputs, Action, Decision, PortalSync, Rule, decide};
 pub use list::{
     AccessEntry, AccessList, AccessState, ChangeKind, ChangeReport, EntrySpec, ListChange,
@@ -35,7 +37,7 @@ pub use time::Timestamp;
 /// The normalised `(user, DeviceId)` key of the access list and the associations.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeviceKey {
-    /// Lower-cased `User` (Unicode lower case: user names are not always ASCII).
+    /// The user as [`UserNaming::key`] spells it (lower case, one spelling per user).
     pub user: String,
     /// Lower-cased DeviceId (always ASCII once validated).
     pub device: String,
@@ -43,9 +45,9 @@ pub struct DeviceKey {
 
 impl DeviceKey {
     /// Normalise once, here, so no other code compares raw spellings.
-    pub fn new(user: &str, device_id: &str) -> Self {
+    pub fn new(naming: &UserNaming, user: &str, device_id: &str) -> Self {
         Self {
-            user: user.to_lowercase(),
+            user: naming.key(user),
             device: device_id.to_ascii_lowercase(),
         }
     }

@@ -27,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast};
 
 use super::associations::{
-    Association, AssociationPage, AssociationQuery, Associations, RequestInfo,
+    Association, AssociationPage, AssociationQuery, Associations, RequestInfo, UserDevices,
+    credentials_accepted,
 };
 use super::config::AccessPolicy;
 use super::decide::{AccessInputs, Action, Decision, PortalSync, decide};
@@ -36,7 +37,7 @@ use super::list::{
     parse_patch, parse_replace, validate_key,
 };
 use super::time::Timestamp;
-use super::{AccessError, DeviceKey};
+use super::{AccessError, DeviceKey, UserNaming};
 
 /// State file format version (bumped on incompatible changes).
 const STATE_FORMAT: u32 = 1;
@@ -110,6 +111,10 @@ struct StateFile {
 /// The device-access state of one gateway. Share it as `Arc<DeviceAccess>`.
 pub struct DeviceAccess {
     policy: ArcSwap<AccessPolicy>,
+    /// The naming rules every key was made with: fixed for the life of the process (a reload
+    /// that changes them is reported as needing a restart; the state file keeps the spellings,
+    /// so keys are made again at start).
+    naming: UserNaming,
     portal: RwLock<PortalSync>,
     list: RwLock<AccessList>,
     assoc: Associations,
@@ -131,6 +136,7 @@ impl DeviceAccess {
 
     fn empty(policy: AccessPolicy, path: Option<PathBuf>) -> Self {
         Self {
+            naming: policy.naming.clone(),
             policy: ArcSwap::from_pointee(policy),
             portal: RwLock::new(PortalSync::NotConfigured),
             list: RwLock::new(AccessList::new()),
@@ -190,6 +196,7 @@ impl DeviceAccess {
                 state.devices.len()
             ));
         }
+        let mut merged = 0usize;
         let mut list = self.list.write();
         for (i, e) in state.devices.into_iter().enumerate() {
             if eas::DeviceId::parse(&e.device_id).is_err()
@@ -197,20 +204,36 @@ impl DeviceAccess {
             {
                 return Err(format!("devices[{i}] has an invalid user or device_id"));
             }
-            if !list.insert_loaded(e) {
-                return Err(format!("devices[{i}] is a duplicate"));
+            if !list.insert_loaded(&self.naming, e) {
+                merged += 1;
             }
         }
         drop(list);
-        for (i, a) in state.associations.into_iter().enumerate() {
-            if !self.assoc.insert_loaded(a) {
-                return Err(format!("associations[{i}] is a duplicate"));
+        for a in state.associations {
+            if !self.assoc.insert_loaded(&self.naming, a) {
+                merged += 1;
             }
+        }
+        if merged > 0 {
+            tracing::warn!(
+                merged,
+                "device state: entries whose users are one under the current naming rules were merged (the list keeps the stricter state)"
+            );
         }
         Ok(())
     }
 
     // ---- policy and portal -------------------------------------------------------------------
+
+    /// The naming rules of this state's keys.
+    pub fn naming(&self) -> &UserNaming {
+        &self.naming
+    }
+
+    /// The access key of a `(user, DeviceId)` as anyone spelled it.
+    pub fn key(&self, user: &str, device_id: &str) -> DeviceKey {
+        DeviceKey::new(&self.naming, user, device_id)
+    }
 
     pub fn policy(&self) -> Arc<AccessPolicy> {
         self.policy.load_full()
@@ -241,7 +264,7 @@ impl DeviceAccess {
     /// Decide a device request and record it in the device's association — the one call per
     /// request. No I/O, no await; one shard lock and the list's read lock, both briefly.
     pub fn check(&self, req: &RequestInfo<'_>) -> Decision {
-        self.check_key(&DeviceKey::new(req.user, req.device_id), req)
+        self.check_key(&self.key(req.user, req.device_id), req)
     }
 
     /// [`DeviceAccess::check`] with the key already normalised (the request path builds it once
@@ -273,12 +296,31 @@ impl DeviceAccess {
 
     /// Record the answer a request got (status; server when forwarded). Cheap; optional.
     pub fn record_response(&self, user: &str, device_id: &str, status: u16, server: Option<&str>) {
-        self.record_response_key(&DeviceKey::new(user, device_id), status, server);
+        self.record_response_key(&self.key(user, device_id), status, server);
     }
 
-    /// [`DeviceAccess::record_response`] with the key already normalised.
+    /// [`DeviceAccess::record_response`] with the key already normalised. A device is admitted
+    /// (counts against `max_devices_per_mailbox`) only here: when a server accepted its
+    /// credentials, never on the gateway's decision alone — and only while the mailbox has
+    /// room, so devices allowed concurrently cannot push it over the limit (the one left out
+    /// is blocked by `per_mailbox_limit` on its next request).
     pub fn record_response_key(&self, key: &DeviceKey, status: u16, server: Option<&str>) {
-        if self.assoc.record_response(key, status, server) {
+        let limit = self.policy.load().max_devices_per_mailbox;
+        let accepted = server.is_some() && credentials_accepted(status);
+        let recorded = self.assoc.with_user(&key.user, |devs| {
+            let admit = accepted
+                && devs
+                    .get(&key.device)
+                    .is_some_and(|a| !a.admitted && a.access == Action::Allow)
+                && {
+                    let list = self.list.read();
+                    limit == 0
+                        || list.get(key).is_some()
+                        || other_admitted(&list, devs, key) < limit
+                };
+            Associations::record_response(devs, key, status, server, admit)
+        });
+        if recorded {
             self.mark_dirty();
         }
     }
@@ -286,7 +328,7 @@ impl DeviceAccess {
     /// The decision for `(user, device_id)` now, without recording anything (`GET /v1/explain`,
     /// parked requests re-checking).
     pub fn explain(&self, user: &str, device_id: &str) -> Decision {
-        self.peek(&DeviceKey::new(user, device_id))
+        self.peek_key(&self.key(user, device_id))
     }
 
     /// `GET /v1/explain?user=U&device_id=D`: validates the pair (422 naming the parameter), then
@@ -297,8 +339,8 @@ impl DeviceAccess {
         user: &str,
         device_id: &str,
     ) -> Result<serde_json::Value, AccessError> {
-        let key = validate_key(user, device_id)?;
-        let mut v = self.peek(&key).explain_json();
+        let key = validate_key(&self.naming, user, device_id)?;
+        let mut v = self.peek_key(&key).explain_json();
         v["user"] = user.into();
         v["device_id"] = device_id.into();
         v["mode"] = serde_json::to_value(self.policy().mode).unwrap_or_default();
@@ -316,7 +358,9 @@ impl DeviceAccess {
         Ok(v)
     }
 
-    fn peek(&self, key: &DeviceKey) -> Decision {
+    /// The decision for an already normalised key now, recording nothing (OPTIONS, parked
+    /// requests re-checking).
+    pub fn peek_key(&self, key: &DeviceKey) -> Decision {
         let policy = self.policy.load();
         let portal = self.portal();
         self.assoc.with_user(&key.user, |devs| {
@@ -345,10 +389,10 @@ impl DeviceAccess {
     ) -> impl Future<Output = Decision> + Send + 'static {
         let mut changes = self.subscribe_changes();
         let this = Arc::clone(self);
-        let key = DeviceKey::new(user, device_id);
+        let key = self.key(user, device_id);
         async move {
             loop {
-                let d = this.peek(&key);
+                let d = this.peek_key(&key);
                 if d.action != Action::Allow {
                     return d;
                 }
@@ -364,7 +408,7 @@ impl DeviceAccess {
     /// The gateway answered this device's Provision with a RemoteWipe directive. False if the
     /// device is not marked Wipe (then the caller must not send one).
     pub fn wipe_sent(&self, user: &str, device_id: &str) -> bool {
-        let key = DeviceKey::new(user, device_id);
+        let key = self.key(user, device_id);
         let now = Timestamp::now();
         let mut list = self.list.write();
         let Some(entry) = list.get_mut(&key).filter(|e| e.state == AccessState::Wipe) else {
@@ -385,7 +429,7 @@ impl DeviceAccess {
     /// failure). Success marks the entry and the association Wiped and asks the flusher to write
     /// soon (the request path does not wait for the disk).
     pub fn wipe_acknowledged(&self, user: &str, device_id: &str, status: u32) -> WipeAck {
-        let key = DeviceKey::new(user, device_id);
+        let key = self.key(user, device_id);
         let now = Timestamp::now();
         let mut list = self.list.write();
         let Some(entry) = list.get_mut(&key).filter(|e| e.state == AccessState::Wipe) else {
@@ -432,13 +476,13 @@ impl DeviceAccess {
     /// the change in force in memory (a block must work even with a full disk) and is returned
     /// as [`AccessError::StateIo`]; the flusher keeps retrying.
     pub async fn replace(&self, body: &[u8]) -> Result<ChangeReport, AccessError> {
-        let change = parse_replace(body)?;
+        let change = parse_replace(&self.naming, body)?;
         self.apply(&change).await
     }
 
     /// `PATCH /v1/devices`: upsert `devices`, remove `remove`. Same guarantees as [`Self::replace`].
     pub async fn patch(&self, body: &[u8]) -> Result<ChangeReport, AccessError> {
-        let change = parse_patch(body)?;
+        let change = parse_patch(&self.naming, body)?;
         self.apply(&change).await
     }
 
@@ -482,7 +526,7 @@ impl DeviceAccess {
     pub fn entry(&self, user: &str, device_id: &str) -> Option<AccessEntry> {
         self.list
             .read()
-            .get(&DeviceKey::new(user, device_id))
+            .get(&self.key(user, device_id))
             .cloned()
     }
 
@@ -492,12 +536,12 @@ impl DeviceAccess {
     }
 
     pub fn association(&self, user: &str, device_id: &str) -> Option<Association> {
-        self.assoc.get(&DeviceKey::new(user, device_id))
+        self.assoc.get(&self.key(user, device_id))
     }
 
     /// Forget a device's association (e.g. a replaced phone, to free its per-mailbox slot).
     pub fn remove_association(&self, user: &str, device_id: &str) -> bool {
-        let removed = self.assoc.remove(&DeviceKey::new(user, device_id));
+        let removed = self.assoc.remove(&self.key(user, device_id));
         if removed {
             self.mark_dirty();
         }
@@ -597,7 +641,7 @@ fn decide_locked(
     policy: &AccessPolicy,
     portal: PortalSync,
     list: &AccessList,
-    devs: &std::collections::HashMap<String, Association>,
+    devs: &UserDevices,
     key: &DeviceKey,
 ) -> (Decision, Option<AccessState>) {
     let entry = list.get_parts(&key.user, &key.device);
@@ -606,20 +650,7 @@ fn decide_locked(
     let admitted_before = assoc.is_some_and(|a| a.admitted);
     let other_admitted_devices =
         if policy.max_devices_per_mailbox > 0 && listed.is_none() && !admitted_before {
-            let n = devs
-                .iter()
-                .filter(|(d, a)| {
-                    *d != &key.device
-                        && a.admitted
-                        && !list.get_parts(&key.user, d).is_some_and(|e| {
-                            matches!(
-                                e.state,
-                                AccessState::Blocked | AccessState::Wipe | AccessState::Wiped
-                            )
-                        })
-                })
-                .count();
-            u32::try_from(n).unwrap_or(u32::MAX)
+            other_admitted(list, devs, key)
         } else {
             0
         };
@@ -632,6 +663,24 @@ fn decide_locked(
         portal,
     };
     (decide(&inputs), listed.map(|l| l.0))
+}
+
+/// The user's admitted devices other than `key`'s, not counting ones listed blocked/wipe/wiped.
+fn other_admitted(list: &AccessList, devs: &UserDevices, key: &DeviceKey) -> u32 {
+    let n = devs
+        .iter()
+        .filter(|(d, a)| {
+            *d != &key.device
+                && a.admitted
+                && !list.get_parts(&key.user, d).is_some_and(|e| {
+                    matches!(
+                        e.state,
+                        AccessState::Blocked | AccessState::Wipe | AccessState::Wiped
+                    )
+                })
+        })
+        .count();
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Create the directory (0700) if needed and write the file atomically with mode 0600.
