@@ -112,7 +112,11 @@ impl Exchange {
             push_ip(b, &self.client);
             b.extend_from_slice(b",\"user\":");
             push_str(b, &id.user);
-            b.extend_from_slice(b",\"device_id\":");
+            b.extend_from_slice(b",\"user_key\":");
+            push_str(b, &id.key.user);
+            b.extend_from_slice(b",\"user_source\":\"");
+            b.extend_from_slice(id.source.as_str().as_bytes());
+            b.extend_from_slice(b"\",\"device_id\":");
             push_str(b, &id.device_id);
             b.extend_from_slice(b",\"device_type\":");
             push_str(b, &id.device_type);

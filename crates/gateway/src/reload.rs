@@ -152,6 +152,19 @@ impl ControlPlane {
         if runtime.source.device_access.state_file != previous.source.device_access.state_file {
             restart_required.push("device_access.state_file".to_string());
         }
+        // Access keys were made with the naming rules of the start (see `DeviceAccess::naming`).
+        let (now, then) = (&runtime.source.device_access, &previous.source.device_access);
+        for (field, changed) in [
+            ("default_domain", now.default_domain != then.default_domain),
+            ("domain_aliases", now.domain_aliases != then.domain_aliases),
+        ] {
+            if changed {
+                tracing::warn!(
+                    "device_access.{field} changed: access keys keep the current naming until easgate is restarted"
+                );
+                restart_required.push(format!("device_access.{field}"));
+            }
+        }
         if runtime.source.advanced.device_workers != previous.source.advanced.device_workers {
             tracing::warn!(
                 "advanced.device_workers changed: the device worker threads stay as they are until easgate is restarted"

@@ -13,31 +13,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
+use support::sogo::peer;
 use support::*;
 use wbxml::Element;
 
 const USER: &str = "user1";
 /// `user1:pass1` (the peer's seeded account).
 const BASIC: &str = "Basic dXNlcjE6cGFzczE=";
-
-/// The peer's address, or `None` when the run asked to skip interop.
-async fn peer() -> Option<SocketAddr> {
-    if std::env::var("EASGATE_INTEROP").as_deref() == Ok("skip") {
-        eprintln!("EASGATE_INTEROP=skip: interop test skipped");
-        return None;
-    }
-    let addr: SocketAddr = std::env::var("EASGATE_SOGO")
-        .unwrap_or_else(|_| "127.0.0.1:20080".into())
-        .parse()
-        .expect("EASGATE_SOGO must be host:port");
-    if tokio::net::TcpStream::connect(addr).await.is_err() {
-        panic!(
-            "no ActiveSync peer at {addr}: run `bash ../shared/peers/sogo-up.sh up` \
-             (scripts/test.sh does), or set EASGATE_INTEROP=skip"
-        );
-    }
-    Some(addr)
-}
 
 /// A gateway with device TLS on in front of the peer, with a short server response timeout
 /// (20 s) so that only the long-poll rule can keep a 60 s Ping open.

@@ -4,6 +4,8 @@
 //! or TLS) and a running gateway. Everything listens on 127.0.0.1 only.
 #![allow(dead_code)]
 
+pub mod sogo;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
