@@ -85,7 +85,7 @@ fn ntlm_field(m: &[u8], at: usize) -> Option<&[u8]> {
 
 fn ntlm_text(bytes: &[u8], unicode: bool) -> Result<String, EasError> {
     if unicode {
-        if bytes.len() % 2 != 0 {
+        if !bytes.len().is_multiple_of(2) {
             return Err(malformed("NTLM name is not UTF-16"));
         }
         let units = bytes
@@ -124,7 +124,9 @@ fn ntlm_message(m: &[u8]) -> Result<NtlmToken, EasError> {
                 format!("{domain}\\{user}")
             };
             if raw.chars().count() > 256 || raw.chars().any(char::is_control) {
-                return Err(malformed("NTLM domain name is too long or has control characters"));
+                return Err(malformed(
+                    "NTLM domain name is too long or has control characters",
+                ));
             }
             Ok(NtlmToken::Authenticate(Some(LoginName::parse(&raw))))
         }
@@ -204,7 +206,10 @@ mod tests {
         let NtlmToken::Authenticate(Some(l)) = t else {
             panic!("{t:?}")
         };
-        assert_eq!((l.raw.as_str(), l.form), ("CORP\\victim", LoginForm::DownLevel));
+        assert_eq!(
+            (l.raw.as_str(), l.form),
+            ("CORP\\victim", LoginForm::DownLevel)
+        );
         let t = parse_ntlm(&ntlm_samples::authenticate("", "victim@corp.example")).unwrap();
         assert!(matches!(t, NtlmToken::Authenticate(Some(l)) if l.form == LoginForm::Upn));
         assert_eq!(
@@ -220,22 +225,30 @@ mod tests {
     #[test]
     fn negotiate_finds_ntlm_inside_spnego_and_not_kerberos() {
         let b64 = base64::engine::general_purpose::STANDARD;
-        let inner = b64.decode(ntlm_samples::authenticate("CORP", "bob")).unwrap();
+        let inner = b64
+            .decode(ntlm_samples::authenticate("CORP", "bob"))
+            .unwrap();
         // negTokenResp { responseToken OCTET STRING } around the message, as SPNEGO sends it.
-        let mut spnego = vec![0xa1, 0x82, 0x01, 0x00, 0x30, 0x81, 0xf0, 0xa2, 0x81, 0xec, 0x04];
+        let mut spnego = vec![
+            0xa1, 0x82, 0x01, 0x00, 0x30, 0x81, 0xf0, 0xa2, 0x81, 0xec, 0x04,
+        ];
         spnego.push(inner.len() as u8);
         spnego.extend_from_slice(&inner);
         let t = parse_negotiate(&b64.encode(&spnego)).unwrap();
         assert!(matches!(t, Some(NtlmToken::Authenticate(Some(l))) if l.raw == "CORP\\bob"));
         // A Kerberos AP-REQ inside SPNEGO (GSS-API tag, Kerberos OID): nobody readable.
-        let krb = [0x60, 0x10, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02];
+        let krb = [
+            0x60, 0x10, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02,
+        ];
         assert_eq!(parse_negotiate(&b64.encode(krb)).unwrap(), None);
     }
 
     #[test]
     fn malformed_ntlm_is_an_error_never_a_panic() {
         let b64 = base64::engine::general_purpose::STANDARD;
-        let good = b64.decode(ntlm_samples::authenticate("CORP", "bob")).unwrap();
+        let good = b64
+            .decode(ntlm_samples::authenticate("CORP", "bob"))
+            .unwrap();
         for cut in 0..good.len() {
             let _ = parse_ntlm(&b64.encode(&good[..cut]));
         }

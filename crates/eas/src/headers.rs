@@ -82,7 +82,9 @@ impl Authorization {
             return Ok(Self::Bearer(crate::credentials::jwt_user(rest)));
         }
         if scheme.eq_ignore_ascii_case("NTLM") {
-            return Ok(Self::Ntlm(ntlm_login(crate::credentials::parse_ntlm(rest)?)));
+            return Ok(Self::Ntlm(ntlm_login(crate::credentials::parse_ntlm(
+                rest,
+            )?)));
         }
         if scheme.eq_ignore_ascii_case("Negotiate") {
             return Ok(match crate::credentials::parse_negotiate(rest)? {

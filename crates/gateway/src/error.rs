@@ -132,7 +132,9 @@ pub enum Error {
     UserMismatch { login: String, claimed: String },
     /// A credential that names no user the gateway can read (Kerberos, an opaque Bearer token)
     /// while `device_access.opaque_credentials = "refuse"`: 403, never forwarded.
-    #[error("{scheme} credentials name no user the gateway can read (device_access.opaque_credentials = refuse)")]
+    #[error(
+        "{scheme} credentials name no user the gateway can read (device_access.opaque_credentials = refuse)"
+    )]
     OpaqueCredentials { scheme: String },
     /// The device is blocked (`device_access.blocked_response`, 403 or 456).
     #[error("device blocked by rule {rule}")]

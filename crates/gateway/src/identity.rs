@@ -322,7 +322,10 @@ mod tests {
         assert_eq!(e.identity_rule(), Some("user_mismatch"));
         // No User at all: the login is the key.
         let d = device(identify(&with_auth(Q, &basic("CORP\\Victim"))));
-        assert_eq!((d.key.user.as_str(), d.source), ("victim", UserSource::Basic));
+        assert_eq!(
+            (d.key.user.as_str(), d.source),
+            ("victim", UserSource::Basic)
+        );
         assert_eq!(d.user, "CORP\\Victim");
     }
 
@@ -349,13 +352,19 @@ mod tests {
             ..PLAIN
         };
         let d = device(super::identify(
-            &with_auth(&format!("{Q}&User=CORP%5Cvictim"), &basic("victim@corp.example")),
+            &with_auth(
+                &format!("{Q}&User=CORP%5Cvictim"),
+                &basic("victim@corp.example"),
+            ),
             &with,
         ));
         assert_eq!(d.key.user, "victim@corp.example");
         // ... and a user of another domain is another user.
         let e = super::identify(
-            &with_auth(&format!("{Q}&User=victim%40other.example"), &basic("victim")),
+            &with_auth(
+                &format!("{Q}&User=victim%40other.example"),
+                &basic("victim"),
+            ),
             &with,
         );
         assert!(matches!(e, Err(Error::UserMismatch { .. })));
@@ -364,30 +373,61 @@ mod tests {
     #[test]
     fn ntlm_jwt_and_the_connection_name_the_user() {
         let t3 = eas::credentials::ntlm_samples::authenticate("CORP", "victim");
-        let d = device(identify(&with_auth(&format!("{Q}&User=victim"), &format!("NTLM {t3}"))));
-        assert_eq!((d.key.user.as_str(), d.source), ("victim", UserSource::Ntlm));
-        let e = identify(&with_auth(&format!("{Q}&User=mallory"), &format!("NTLM {t3}")));
+        let d = device(identify(&with_auth(
+            &format!("{Q}&User=victim"),
+            &format!("NTLM {t3}"),
+        )));
+        assert_eq!(
+            (d.key.user.as_str(), d.source),
+            ("victim", UserSource::Ntlm)
+        );
+        let e = identify(&with_auth(
+            &format!("{Q}&User=mallory"),
+            &format!("NTLM {t3}"),
+        ));
         assert!(matches!(e, Err(Error::UserMismatch { .. })));
         // The handshake's first leg authenticates nobody: the query names the user.
         let t1 = eas::credentials::ntlm_samples::negotiate();
-        let d = device(identify(&with_auth(&format!("{Q}&User=mallory"), &format!("NTLM {t1}"))));
-        assert_eq!((d.key.user.as_str(), d.source), ("mallory", UserSource::Query));
+        let d = device(identify(&with_auth(
+            &format!("{Q}&User=mallory"),
+            &format!("NTLM {t1}"),
+        )));
+        assert_eq!(
+            (d.key.user.as_str(), d.source),
+            ("mallory", UserSource::Query)
+        );
         // Later requests on the NTLM connection carry no header: the connection's login.
         let with = IdentifyWith {
             connection_login: Some("CORP\\victim"),
             ..PLAIN
         };
         let r = req("POST", &format!("{Q}&User=mallory"));
-        assert!(matches!(super::identify(&r, &with), Err(Error::UserMismatch { .. })));
+        assert!(matches!(
+            super::identify(&r, &with),
+            Err(Error::UserMismatch { .. })
+        ));
         let d = device(super::identify(&req("POST", Q), &with));
-        assert_eq!((d.key.user.as_str(), d.source), ("victim", UserSource::Connection));
+        assert_eq!(
+            (d.key.user.as_str(), d.source),
+            ("victim", UserSource::Connection)
+        );
         // A JWT names its user.
         use base64::Engine as _;
         let enc = |j: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(j);
-        let jwt = format!("{}.{}.c2ln", enc("{}"), enc(r#"{"upn":"victim@corp.example"}"#));
-        let e = identify(&with_auth(&format!("{Q}&User=mallory"), &format!("Bearer {jwt}")));
+        let jwt = format!(
+            "{}.{}.c2ln",
+            enc("{}"),
+            enc(r#"{"upn":"victim@corp.example"}"#)
+        );
+        let e = identify(&with_auth(
+            &format!("{Q}&User=mallory"),
+            &format!("Bearer {jwt}"),
+        ));
         assert!(matches!(e, Err(Error::UserMismatch { .. })));
-        let d = device(identify(&with_auth(&format!("{Q}&User=victim"), &format!("Bearer {jwt}"))));
+        let d = device(identify(&with_auth(
+            &format!("{Q}&User=victim"),
+            &format!("Bearer {jwt}"),
+        )));
         assert_eq!(d.source, UserSource::Bearer);
     }
 
@@ -397,14 +437,20 @@ mod tests {
         let e = identify(&r).unwrap_err();
         assert_eq!(e.status(), http::StatusCode::FORBIDDEN);
         assert_eq!(e.identity_rule(), Some("opaque_credentials"));
-        let r = with_auth(&format!("{Q}&User=mallory"), "Negotiate YIIBhgYJKoZIhvcSAQICAQBuggF1");
+        let r = with_auth(
+            &format!("{Q}&User=mallory"),
+            "Negotiate YIIBhgYJKoZIhvcSAQICAQBuggF1",
+        );
         assert!(matches!(identify(&r), Err(Error::OpaqueCredentials { .. })));
         let with = IdentifyWith {
             opaque: OpaqueCredentials::QueryUser,
             ..PLAIN
         };
         let d = device(super::identify(&r, &with));
-        assert_eq!((d.key.user.as_str(), d.source), ("mallory", UserSource::Query));
+        assert_eq!(
+            (d.key.user.as_str(), d.source),
+            ("mallory", UserSource::Query)
+        );
     }
 
     #[test]
@@ -419,7 +465,10 @@ mod tests {
             panic!("pair expected")
         };
         assert_eq!((k.user.as_str(), k.device.as_str()), ("victim", "blocked1"));
-        let r = req("OPTIONS", "/Microsoft-Server-ActiveSync?DeviceId=BAD%2Cid&User=a");
+        let r = req(
+            "OPTIONS",
+            "/Microsoft-Server-ActiveSync?DeviceId=BAD%2Cid&User=a",
+        );
         assert_eq!(identify(&r).unwrap(), Identified::Options(None));
     }
 }

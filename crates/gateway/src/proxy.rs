@@ -15,6 +15,7 @@ use http::{Request, Response, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 
+use crate::access::DeviceKey;
 use crate::access::{Action, Decision};
 use crate::activesync::{self, Command, LongPoll};
 use crate::audit::Exchange;
@@ -24,7 +25,6 @@ use crate::forward::{self, DownBody, Home, RespBody, Reuse, UpBody};
 use crate::h1::client::{Outbound, SendFailure, Sent, ServerBody, ServerConn};
 use crate::h1::server::DeviceBody;
 use crate::health::ServerHealth;
-use crate::access::DeviceKey;
 use crate::identity::{self, DeviceIdentity, Identified, UserSource};
 use crate::model::{Runtime, ServiceModel};
 use crate::state::Gateway;
@@ -503,7 +503,8 @@ fn refuse_blocked_options(gw: &Gateway, key: &DeviceKey, ex: &mut Option<Exchang
     if d.action == Action::Allow || d.would_block {
         return Ok(());
     }
-    gw.metrics.access_decision("BLOCK", "options_blocked_device");
+    gw.metrics
+        .access_decision("BLOCK", "options_blocked_device");
     tracing::info!(user = %crate::access::clip(&key.user), device_id = %key.device, rule = d.rule.name(), "OPTIONS from a blocked device not forwarded");
     if let Some(ex) = ex.as_mut() {
         ex.action = Action::Block;

@@ -153,7 +153,10 @@ impl ControlPlane {
             restart_required.push("device_access.state_file".to_string());
         }
         // Access keys were made with the naming rules of the start (see `DeviceAccess::naming`).
-        let (now, then) = (&runtime.source.device_access, &previous.source.device_access);
+        let (now, then) = (
+            &runtime.source.device_access,
+            &previous.source.device_access,
+        );
         for (field, changed) in [
             ("default_domain", now.default_domain != then.default_domain),
             ("domain_aliases", now.domain_aliases != then.domain_aliases),

@@ -115,7 +115,10 @@ async fn only_devices_a_server_accepted_count_against_the_limit() {
     a.check(&req("carol", "junk5"));
     a.record_response("carol", "junk5", 200, None);
     for status in [403, 451, 500, 503] {
-        assert_eq!(seen(&a, "carol", &format!("x{status}"), status), Action::Allow);
+        assert_eq!(
+            seen(&a, "carol", &format!("x{status}"), status),
+            Action::Allow
+        );
     }
     // Carol's real phone gets in, and is admitted by its 200.
     assert_eq!(seen(&a, "carol", "iPhoneReal", 200), Action::Allow);

@@ -150,7 +150,10 @@ async fn ntlm_logins_are_the_key_for_the_whole_connection() {
     assert_eq!(b.count(), 0);
     // On a device that is not blocked, the connection learns victim's login ...
     let mut d = device(gw.addr, None, false).await;
-    let r = with_auth(eas("gw.test", "FolderSync", "victim", "OK1", empty()), &type3);
+    let r = with_auth(
+        eas("gw.test", "FolderSync", "victim", "OK1", empty()),
+        &type3,
+    );
     assert_eq!(d.send(r).await.0, StatusCode::OK);
     // ... and a later request on it without a credential cannot claim to be someone else.
     let r = eas("gw.test", "FolderSync", "mallory", "OK1", empty());
@@ -166,7 +169,10 @@ async fn ntlm_logins_are_the_key_for_the_whole_connection() {
 async fn opaque_credentials_are_refused_unless_trusted() {
     let b = ok_backend().await;
     let gw = start(runtime(&[b.server()])).await;
-    for auth in ["Bearer opaque-access-token", "Negotiate YIIBhgYJKoZIhvcSAQICAQBuggF1"] {
+    for auth in [
+        "Bearer opaque-access-token",
+        "Negotiate YIIBhgYJKoZIhvcSAQICAQBuggF1",
+    ] {
         let r = with_auth(eas("gw.test", "Sync", "victim", "D1", empty()), auth);
         assert_eq!(send(&gw, false, r).await, StatusCode::FORBIDDEN, "{auth}");
     }
@@ -247,8 +253,14 @@ async fn options_from_a_blocked_device_is_refused() {
     };
     let victim = basic("victim", "guess");
     for (q, auth) in [
-        ("?User=victim&DeviceId=BLOCKED1&DeviceType=iPhone", Some(&*victim)),
-        ("?User=mallory&DeviceId=BLOCKED1&DeviceType=iPhone", Some(&*victim)),
+        (
+            "?User=victim&DeviceId=BLOCKED1&DeviceType=iPhone",
+            Some(&*victim),
+        ),
+        (
+            "?User=mallory&DeviceId=BLOCKED1&DeviceType=iPhone",
+            Some(&*victim),
+        ),
         ("?User=victim&DeviceId=blocked1&DeviceType=iPhone", None),
     ] {
         assert_eq!(
@@ -257,12 +269,23 @@ async fn options_from_a_blocked_device_is_refused() {
             "{q}"
         );
     }
-    assert_eq!(b.count(), 0, "a blocked device's OPTIONS reached the server");
+    assert_eq!(
+        b.count(),
+        0,
+        "a blocked device's OPTIONS reached the server"
+    );
     for (q, auth) in [
         ("", Some(&*victim)),
-        ("?User=victim&DeviceId=OTHER1&DeviceType=iPhone", Some(&*victim)),
+        (
+            "?User=victim&DeviceId=OTHER1&DeviceType=iPhone",
+            Some(&*victim),
+        ),
     ] {
-        assert_eq!(send(&gw, false, options(q, auth)).await, StatusCode::OK, "{q}");
+        assert_eq!(
+            send(&gw, false, options(q, auth)).await,
+            StatusCode::OK,
+            "{q}"
+        );
     }
     assert_eq!(b.count(), 2);
 }

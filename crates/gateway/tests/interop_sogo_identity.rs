@@ -74,7 +74,10 @@ async fn sogo_logins_key_the_decision_and_fill_the_slots() {
     .await;
     for junk in ["IdJunk1", "IdJunk2", "IdJunk3"] {
         let a = gw.gw.access.association("user1", junk).unwrap();
-        assert!(!a.admitted && matches!(a.last_status, Some(401 | 403)), "{a:?}");
+        assert!(
+            !a.admitted && matches!(a.last_status, Some(401 | 403)),
+            "{a:?}"
+        );
     }
     // ... so a second real device is over the limit; the first keeps working.
     let r = folder_sync("user1", "IdPhone2", Some(("user1", "pass1")));

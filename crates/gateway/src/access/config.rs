@@ -138,8 +138,7 @@ pub const MAX_DOMAIN_ALIASES: usize = 64;
 /// A DNS domain or NetBIOS name as admins write them: 1..=253 letters, digits, `-`, `_`, `.`.
 fn is_domain_name(s: &str) -> bool {
     (1..=253).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && !s.starts_with('.')
         && !s.ends_with('.')

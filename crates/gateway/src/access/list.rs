@@ -720,14 +720,18 @@ mod tests {
             parse_replace(&N, br#"{}"#),
             Err(AccessError::InvalidBody { .. })
         ));
-        let Err(AccessError::InvalidBody { errors }) =
-            parse_replace(&N, br#"{"devices": [], "remove": [{"user":"a","device_id":"b"}]}"#)
-        else {
+        let Err(AccessError::InvalidBody { errors }) = parse_replace(
+            &N,
+            br#"{"devices": [], "remove": [{"user":"a","device_id":"b"}]}"#,
+        ) else {
             panic!()
         };
         assert_eq!(errors[0].field, "remove");
         assert_eq!(
-            parse_replace(&N, br#"{"devices": []}"#).unwrap().upserts.len(),
+            parse_replace(&N, br#"{"devices": []}"#)
+                .unwrap()
+                .upserts
+                .len(),
             0
         );
     }
@@ -773,7 +777,9 @@ mod tests {
             Err(AccessError::BadJson { .. })
         ));
         assert!(matches!(
-            parse_patch(&N, br#"{"devices": [{"user":"a","device_id":"b","state":"allowed","colour":"red"}]}"#
+            parse_patch(
+                &N,
+                br#"{"devices": [{"user":"a","device_id":"b","state":"allowed","colour":"red"}]}"#
             ),
             Err(AccessError::BadJson { .. })
         ));
@@ -786,7 +792,9 @@ mod tests {
 
     #[test]
     fn control_characters_are_escaped_in_errors() {
-        let Err(AccessError::InvalidBody { errors }) = parse_patch(&N, br#"{"devices": [{"user":"a\nFAKE LOG","device_id":"b","state":"allowed"}]}"#,
+        let Err(AccessError::InvalidBody { errors }) = parse_patch(
+            &N,
+            br#"{"devices": [{"user":"a\nFAKE LOG","device_id":"b","state":"allowed"}]}"#,
         ) else {
             panic!()
         };
@@ -802,13 +810,22 @@ mod tests {
         // Same again: unchanged, no broadcast keys.
         let r = l.apply(&c, t(2), 10).unwrap();
         assert_eq!((r.unchanged, r.changed.len()), (2, 0));
-        assert_eq!(l.get(&DeviceKey::new(&N, "A", "D1")).unwrap().updated_at, t(1));
+        assert_eq!(
+            l.get(&DeviceKey::new(&N, "A", "D1")).unwrap().updated_at,
+            t(1)
+        );
         // Replace keeps only d2 (now allowed).
-        let c = parse_replace(&N, br#"{"devices": [{"user":"a","device_id":"D2","state":"allowed"}]}"#)
-            .unwrap();
+        let c = parse_replace(
+            &N,
+            br#"{"devices": [{"user":"a","device_id":"D2","state":"allowed"}]}"#,
+        )
+        .unwrap();
         let r = l.apply(&c, t(3), 10).unwrap();
         assert_eq!((r.removed, r.updated, r.total), (1, 1, 1));
-        assert_eq!(l.get(&DeviceKey::new(&N, "a", "d2")).unwrap().device_id, "D2");
+        assert_eq!(
+            l.get(&DeviceKey::new(&N, "a", "d2")).unwrap().device_id,
+            "D2"
+        );
         // Limit checked before anything changes.
         let c = parse_patch(&N, br#"{"devices": [{"user":"b","device_id":"x","state":"allowed"},{"user":"c","device_id":"x","state":"allowed"}]}"#).unwrap();
         assert!(matches!(
@@ -821,17 +838,22 @@ mod tests {
     #[test]
     fn wipe_progress_survives_repeated_wipe() {
         let mut l = AccessList::new();
-        let wipe =
-            parse_patch(&N, br#"{"devices": [{"user":"a","device_id":"d","state":"wipe"}]}"#).unwrap();
+        let wipe = parse_patch(
+            &N,
+            br#"{"devices": [{"user":"a","device_id":"d","state":"wipe"}]}"#,
+        )
+        .unwrap();
         l.apply(&wipe, t(1), 10).unwrap();
         let k = DeviceKey::new(&N, "a", "d");
         l.get_mut(&k).unwrap().state = AccessState::Wiped;
         let r = l.apply(&wipe, t(2), 10).unwrap();
         assert_eq!(r.unchanged, 1);
         assert_eq!(l.get(&k).unwrap().state, AccessState::Wiped);
-        let allow =
-            parse_patch(&N, br#"{"devices": [{"user":"a","device_id":"d","state":"allowed"}]}"#)
-                .unwrap();
+        let allow = parse_patch(
+            &N,
+            br#"{"devices": [{"user":"a","device_id":"d","state":"allowed"}]}"#,
+        )
+        .unwrap();
         l.apply(&allow, t(3), 10).unwrap();
         assert_eq!(l.get(&k).unwrap().wipe, None);
         l.apply(&wipe, t(4), 10).unwrap();

@@ -25,12 +25,12 @@ use std::path::PathBuf;
 
 pub use associations::{Association, AssociationPage, AssociationQuery, MAX_PAGE, RequestInfo};
 pub use config::{AccessMode, AccessPolicy, AllowBlock, DeviceAccessConfig, OpaqueCredentials};
-pub use naming::UserNaming;
 pub use decide::{AccessInputs, Action, Decision, PortalSync, Rule, decide};
 pub use list::{
     AccessEntry, AccessList, AccessState, ChangeKind, ChangeReport, EntrySpec, ListChange,
     MAX_LIST_ENTRIES, Reason, Reasons, WipeRecord, parse_patch, parse_replace, validate_key,
 };
+pub use naming::UserNaming;
 pub use store::{AccessChange, AccessChanges, DeviceAccess, WipeAck};
 pub use time::Timestamp;
 

@@ -524,10 +524,7 @@ impl DeviceAccess {
     }
 
     pub fn entry(&self, user: &str, device_id: &str) -> Option<AccessEntry> {
-        self.list
-            .read()
-            .get(&self.key(user, device_id))
-            .cloned()
+        self.list.read().get(&self.key(user, device_id)).cloned()
     }
 
     /// `GET /v1/associations`.
