@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
@@ -69,7 +69,15 @@ pub struct StreamBody {
     io: Option<DeviceSocket>,
     reader: BodyReader,
     back: Option<oneshot::Sender<Returned>>,
+    /// The device waits for `100 Continue` before it sends the body: bytes of it written so far.
+    /// Sent on the first poll, that is once the request path has decided it wants the body
+    /// (after identity and the access decision): a refused device never gets one, and its
+    /// connection closes with the body unsent.
+    interim: Option<usize>,
 }
+
+/// The interim response owed to a device that sent `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 struct Returned {
     io: DeviceSocket,
@@ -87,6 +95,48 @@ impl StreamBody {
             });
         }
     }
+}
+
+impl StreamBody {
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Frame<Bytes>>>> {
+        let Some(io) = self.io.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some(sent) = self.interim.as_mut() {
+            match poll_continue(io, sent, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => self.interim = None,
+                Poll::Ready(Err(e)) => {
+                    self.give_back();
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
+        let r = self.reader.poll_data(io, cx);
+        match &r {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.give_back(),
+            Poll::Ready(Some(Ok(_))) if self.reader.is_done() => self.give_back(),
+            _ => {}
+        }
+        r.map(|o| o.map(|r| r.map(Frame::data)))
+    }
+}
+
+/// Writes the rest of [`CONTINUE`] (`sent` bytes of it are out) and flushes it. The caller's
+/// silence timer bounds a device that does not read it.
+fn poll_continue(
+    io: &mut DeviceSocket,
+    sent: &mut usize,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    while *sent < CONTINUE.len() {
+        let n = std::task::ready!(Pin::new(&mut *io).poll_write(cx, &CONTINUE[*sent..]))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        *sent += n;
+    }
+    Pin::new(io).poll_flush(cx)
 }
 
 impl Drop for StreamBody {
@@ -108,18 +158,7 @@ impl Body for DeviceBody {
             DeviceBody::H2(b) => Pin::new(b)
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(io::Error::other))),
-            DeviceBody::Stream(s) => {
-                let Some(io) = s.io.as_mut() else {
-                    return Poll::Ready(None);
-                };
-                let r = s.reader.poll_data(io, cx);
-                match &r {
-                    Poll::Ready(None) | Poll::Ready(Some(Err(_))) => s.give_back(),
-                    Poll::Ready(Some(Ok(_))) if s.reader.is_done() => s.give_back(),
-                    _ => {}
-                }
-                r.map(|o| o.map(|r| r.map(Frame::data)))
-            }
+            DeviceBody::Stream(s) => s.poll_data(cx),
         }
     }
 
@@ -301,8 +340,10 @@ async fn read_request(
         expect_continue,
     } = h;
     buf.consume(len);
-    // HTTP/1.0 has no interim responses.
-    let expect_continue = expect_continue && parts.version == Version::HTTP_11;
+    // The device waits for `100 Continue` before it sends its body (none of it is here; HTTP/1.0
+    // has no interim responses). Such a body always streams: the 100 goes out when the request
+    // path first asks for the body, after the access decision, never before it.
+    let awaits_continue = expect_continue && parts.version == Version::HTTP_11 && buf.is_empty();
     let mut meta = Meta {
         is_head: parts.method == Method::HEAD,
         http10: parts.version == Version::HTTP_10,
@@ -319,8 +360,8 @@ async fn read_request(
             *carry = Some(buf).filter(|b| !b.is_empty());
             DeviceBody::empty()
         }
-        Framing::Length(n) if n <= FULL_BODY_MAX => {
-            match read_full(io, &mut buf, n as usize, expect_continue, s).await {
+        Framing::Length(n) if n <= FULL_BODY_MAX && !awaits_continue => {
+            match read_full(io, &mut buf, n as usize, s).await {
                 Ok(b) => {
                     *carry = Some(buf).filter(|b| !b.is_empty());
                     DeviceBody::Full(Some(b))
@@ -332,15 +373,13 @@ async fn read_request(
             }
         }
         f => {
-            if expect_continue && buf.is_empty() && continue_100(io, s).await.is_err() {
-                return None;
-            }
             let (tx, rx) = oneshot::channel();
             meta.back = Some(rx);
             DeviceBody::Stream(Box::new(StreamBody {
                 io: slot.take(),
                 reader: BodyReader::new(Decoder::new(f), Some(buf)),
                 back: Some(tx),
+                interim: awaits_continue.then_some(0),
             }))
         }
     };
@@ -397,27 +436,13 @@ async fn next_head(
     }
 }
 
-async fn continue_100(io: &mut DeviceSocket, s: &Settings) -> io::Result<()> {
-    let w = async {
-        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
-        io.flush().await
-    };
-    crate::timeout::within(s.silence, w)
-        .await
-        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
-}
-
 /// Reads a body of `n` bytes (some may be in `buf` already) within the socket timeout per read.
 async fn read_full(
     io: &mut DeviceSocket,
     buf: &mut Loan,
     n: usize,
-    expect_continue: bool,
     s: &Settings,
 ) -> io::Result<Bytes> {
-    if buf.len() < n && expect_continue {
-        continue_100(io, s).await?;
-    }
     while buf.len() < n {
         buf.room(n - buf.len(), usize::MAX);
         match tokio::time::timeout(s.silence, io.read_buf(buf.vec())).await {
