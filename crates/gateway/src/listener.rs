@@ -137,6 +137,7 @@ async fn serve_connection(
     let _ = tcp.set_nodelay(true);
     let settings = Settings {
         device_request: rt.timeouts.device_request,
+        device_body: rt.timeouts.device_body,
         silence: rt.timeouts.socket_read_write,
         max_head: rt.limits.max_header_bytes,
         max_body: rt.limits.max_body_bytes,

@@ -8,11 +8,14 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::time::Instant;
 
 /// Longest wait for any single step on the device side.
@@ -28,9 +31,10 @@ struct Resp {
     body: Vec<u8>,
 }
 
-/// A raw device connection with read-ahead (bytes after one response stay for the next).
-struct Raw {
-    s: TcpStream,
+/// A raw device connection (or its read half) with read-ahead: bytes after one response stay
+/// for the next.
+struct Raw<S = TcpStream> {
+    s: S,
     buf: Vec<u8>,
 }
 
@@ -52,9 +56,11 @@ impl Raw {
             .expect("write stalled")
             .expect("write failed");
     }
+}
 
+impl<S: AsyncRead + Unpin> Raw<S> {
     /// Reads more; `0` at end of stream (or an error: a reset).
-    async fn fill<S: AsyncRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> usize {
+    async fn fill(s: &mut S, buf: &mut Vec<u8>) -> usize {
         let mut b = [0u8; 16 * 1024];
         let n = tokio::time::timeout(STEP, s.read(&mut b))
             .await
@@ -203,4 +209,183 @@ async fn expect_100_continue_is_answered_only_after_the_access_decision() {
         assert!(r.body == body, "the body came back intact");
     }
     assert_eq!(seen_from(&be, "GOOD"), 2);
+}
+
+// --- item 5: an overall deadline for request bodies --------------------------------------------
+
+/// A device that sends `head`, then `body_len` body bytes in pieces of `piece` with `gap` between
+/// them (from its own task) while the test reads the answer.
+struct Trickle {
+    r: Raw<OwnedReadHalf>,
+    sent: Arc<AtomicUsize>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+async fn trickle(
+    addr: std::net::SocketAddr,
+    head: Vec<u8>,
+    body_len: usize,
+    piece: usize,
+    gap: Duration,
+) -> Trickle {
+    let (r, mut w) = TcpStream::connect(addr).await.unwrap().into_split();
+    w.write_all(&head).await.unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counted = sent.clone();
+    let writer = tokio::spawn(async move {
+        let bytes = pattern(body_len);
+        for part in bytes.chunks(piece) {
+            if w.write_all(part).await.is_err() {
+                return;
+            }
+            counted.fetch_add(part.len(), Ordering::SeqCst);
+            tokio::time::sleep(gap).await;
+        }
+        // Keeps its half open until the test ends.
+        std::future::pending::<()>().await;
+    });
+    Trickle {
+        r: Raw {
+            s: r,
+            buf: Vec::new(),
+        },
+        sent,
+        writer,
+    }
+}
+
+/// The gateway's count of body deadline refusals.
+fn body_timeouts(gw: &RunningGateway) -> usize {
+    let m = gw.gw.metrics.render();
+    m.lines()
+        .find_map(|l| l.strip_prefix("easgate_device_refusals_total{reason=\"body_timeout\"} "))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// A small body (read whole before the request is handled) trickled steadily, each byte well
+/// within the silence timeout, is cut at the body deadline: the device gets 408 and the
+/// connection closes; the server never sees the request.
+#[tokio::test]
+async fn a_trickled_small_body_is_cut_at_the_body_deadline() {
+    let be = echo_backend().await;
+    let mut rt = runtime(&[be.server()]);
+    let limit = Duration::from_millis(500);
+    rt.timeouts.device_body = limit;
+    let gw = start(rt).await;
+    // 40 bytes, one per 50 ms: 2 s in all, never silent for more than 50 ms.
+    let t0 = Instant::now();
+    let mut d = trickle(
+        gw.addr,
+        head("D1", "Content-Length: 40\r\n"),
+        40,
+        1,
+        Duration::from_millis(50),
+    )
+    .await;
+    let r = d.r.response().await.expect("an answer");
+    let took = t0.elapsed();
+    assert_eq!(r.status, 408, "after {took:?}: {}", r.head);
+    assert!(
+        r.head.to_ascii_lowercase().contains("connection: close"),
+        "{}",
+        r.head
+    );
+    assert!(
+        took >= limit - Duration::from_millis(50) && took < limit * 3,
+        "answered after {took:?}"
+    );
+    assert!(d.sent.load(Ordering::SeqCst) < 40, "the whole body went in");
+    d.r.closed_within(STEP).await;
+    d.writer.abort();
+    assert_eq!(be.count(), 0, "the server saw the request");
+    assert_eq!(
+        be.conns.load(Ordering::SeqCst),
+        0,
+        "a server connection was opened"
+    );
+    assert_eq!(body_timeouts(&gw), 1);
+
+    // A body within the deadline is fine.
+    let mut d = Raw::connect(gw.addr).await;
+    let mut req = head("D1", "Content-Length: 11\r\n");
+    req.extend_from_slice(b"small body!");
+    d.send(&req).await;
+    let r = d.response().await.expect("an answer");
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (200, &b"small body!"[..]),
+        "{}",
+        r.head
+    );
+}
+
+/// A streamed body (above 64 KiB) trickled steadily is cut at the body deadline too: the device
+/// gets 408 and the connection closes; the server got the head and part of the body, then its
+/// connection closed (it never had a complete request to act on).
+#[tokio::test]
+async fn a_trickled_streamed_body_is_cut_at_the_body_deadline() {
+    const LEN: usize = 100 * 1024;
+    let got = Arc::new(AtomicUsize::new(0));
+    let complete = Arc::new(AtomicUsize::new(0));
+    let ended = Arc::new(AtomicUsize::new(0));
+    let (g2, c2, e2) = (got.clone(), complete.clone(), ended.clone());
+    let (addr, _conns, _task) = raw_backend(move |mut s: TcpStream| {
+        let (got, complete, ended) = (g2.clone(), c2.clone(), e2.clone());
+        async move {
+            let head = read_head(&mut s).await;
+            let end = find(&head, b"\r\n\r\n").map_or(head.len(), |i| i + 4);
+            let mut n = head.len() - end;
+            let mut b = vec![0u8; 16 * 1024];
+            while n < LEN {
+                match s.read(&mut b).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => n += k,
+                }
+            }
+            got.store(n, Ordering::SeqCst);
+            ended.fetch_add(1, Ordering::SeqCst);
+            if n >= LEN {
+                complete.fetch_add(1, Ordering::SeqCst);
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        }
+    })
+    .await;
+    let mut rt = runtime(&[addr_of(addr)]);
+    let limit = Duration::from_millis(500);
+    rt.timeouts.device_body = limit;
+    let gw = start(rt).await;
+    // 1 KiB per 25 ms: about 2.5 s in all, never silent for long.
+    let t0 = Instant::now();
+    let mut d = trickle(
+        gw.addr,
+        head("D1", &format!("Content-Length: {LEN}\r\n")),
+        LEN,
+        1024,
+        Duration::from_millis(25),
+    )
+    .await;
+    let r = d.r.response().await.expect("an answer");
+    let took = t0.elapsed();
+    assert_eq!(r.status, 408, "after {took:?}: {}", r.head);
+    assert!(took < limit * 3, "answered after {took:?}");
+    d.r.closed_within(STEP).await;
+    d.writer.abort();
+    assert!(
+        d.sent.load(Ordering::SeqCst) < LEN,
+        "the whole body went in"
+    );
+    eventually("the server connection closed", || {
+        ended.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    assert!(got.load(Ordering::SeqCst) < LEN);
+    assert_eq!(
+        complete.load(Ordering::SeqCst),
+        0,
+        "the server got the whole request"
+    );
+    assert_eq!(body_timeouts(&gw), 1);
 }
