@@ -216,10 +216,11 @@ async fn serve_h2<I>(
 {
     let watch = conn.clone();
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let body = |b| DeviceBody::h2(b, http.device_body, gw.clone(), conn.peer);
         Box::pin(proxy::handle(
             gw.clone(),
             conn.clone(),
-            Box::new(req.map(DeviceBody::H2)),
+            Box::new(req.map(body)),
         ))
     });
     let conn = http2::Builder::new(TokioExecutor::new())

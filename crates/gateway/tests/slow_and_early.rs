@@ -389,3 +389,38 @@ async fn a_trickled_streamed_body_is_cut_at_the_body_deadline() {
     );
     assert_eq!(body_timeouts(&gw), 1);
 }
+
+/// HTTP/2: a request body trickled steadily over a stream is cut at the body deadline as well:
+/// the device gets 408 on that stream, and no complete body reached the server.
+#[tokio::test]
+async fn a_trickled_http2_body_is_cut_at_the_body_deadline() {
+    const LEN: usize = 40;
+    let be = echo_backend().await;
+    let mut rt = runtime(&[be.server()]);
+    let limit = Duration::from_millis(500);
+    rt.timeouts.device_body = limit;
+    let gw = start(rt).await;
+    let mut d = device(gw.addr, None, true).await;
+    let (tx, body) = channel_body();
+    let feeder = tokio::spawn(async move {
+        for b in pattern(LEN) {
+            if tx.send(bytes::Bytes::from(vec![b])).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let t0 = Instant::now();
+    let (status, _, _) = tokio::time::timeout(STEP, d.send(eas_h2("gw.test", "SendMail", body)))
+        .await
+        .expect("an answer within 5 s");
+    let took = t0.elapsed();
+    assert_eq!(status.as_u16(), 408, "after {took:?}");
+    assert!(took < limit * 3, "answered after {took:?}");
+    feeder.abort();
+    assert!(
+        be.seen().iter().all(|s| s.body.len() < LEN),
+        "a complete body reached the server"
+    );
+    assert_eq!(body_timeouts(&gw), 1);
+}

@@ -1,10 +1,11 @@
 //! The request body a device sends, as the request path reads it: read whole before the request
 //! was handled, streaming from the device's HTTP/1.1 connection, or an HTTP/2 stream.
 //!
-//! A streaming HTTP/1.1 body owns two things the connection would otherwise do itself, so they
-//! happen only when the request path asks for the body (after identity and the access decision):
-//! the `100 Continue` a device with `Expect: 100-continue` waits for, and the start of the
-//! overall body deadline.
+//! A streaming HTTP/1.1 body owns the `100 Continue` a device with `Expect: 100-continue` waits
+//! for, so it goes out only when the request path asks for the body (after identity and the
+//! access decision). Streaming bodies, HTTP/1.1 and HTTP/2, carry the overall body deadline
+//! (`advanced.device_body_timeout_ms`): the silence timeout alone lets a body trickled a byte at
+//! a time hold its connection for ever.
 
 use std::future::Future;
 use std::io;
@@ -33,12 +34,74 @@ pub enum DeviceBody {
     /// Streaming from the device's connection.
     Stream(Box<StreamBody>),
     /// An HTTP/2 stream (hyper).
-    H2(hyper::body::Incoming),
+    H2(Box<H2Body>),
 }
 
 impl DeviceBody {
     pub fn empty() -> Self {
         DeviceBody::Full(None)
+    }
+
+    /// An HTTP/2 request body, due within `limit` from now (its headers have just arrived).
+    pub fn h2(
+        inner: hyper::body::Incoming,
+        limit: Duration,
+        gw: Arc<Gateway>,
+        peer: SocketAddr,
+    ) -> Self {
+        let mut deadline = Deadline::new(limit, gw, peer);
+        deadline.start();
+        DeviceBody::H2(Box::new(H2Body { inner, deadline }))
+    }
+}
+
+/// An HTTP/2 request body with its deadline.
+pub struct H2Body {
+    inner: hyper::body::Incoming,
+    deadline: Deadline,
+}
+
+/// When a body must be complete, and the timer that wakes its reader then.
+struct Deadline {
+    /// `None` until the device may send (with `Expect: 100-continue`, once the 100 is out).
+    at: Option<Instant>,
+    limit: Duration,
+    /// Armed the first time the body waits for bytes.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// For the refusal's log line and metric.
+    gw: Arc<Gateway>,
+    peer: SocketAddr,
+}
+
+impl Deadline {
+    fn new(limit: Duration, gw: Arc<Gateway>, peer: SocketAddr) -> Self {
+        Self {
+            at: None,
+            limit,
+            timer: None,
+            gw,
+            peer,
+        }
+    }
+
+    fn start(&mut self) {
+        self.at = Some(Instant::now() + self.limit);
+    }
+
+    /// Call when the body has to wait for bytes: the refusal (logged and counted) once the
+    /// deadline has passed; otherwise the task is woken then.
+    fn poll_passed(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let at = self.at?;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        tracing::info!(peer = %self.peer, limit = ?self.limit,
+            "device request body not complete within device_body_timeout_ms: refused (408)");
+        self.gw.metrics.device_refused("body_timeout");
+        Some(BodyDeadline(self.limit).into_io())
     }
 }
 
@@ -55,15 +118,7 @@ pub struct StreamBody {
     /// Sent on the first poll, that is once the request path has decided it wants the body: a
     /// refused device never gets one, and its connection closes with the body unsent.
     interim: Option<usize>,
-    /// The whole body must be in by then; `None` until the device may send (the `100 Continue`
-    /// is out).
-    deadline: Option<Instant>,
-    limit: Duration,
-    /// Wakes the reader at the deadline; armed the first time the body waits for bytes.
-    timer: Option<Pin<Box<Sleep>>>,
-    /// For the refusal's log line and metric.
-    gw: Arc<Gateway>,
-    peer: SocketAddr,
+    deadline: Deadline,
 }
 
 /// The socket coming back from a streaming body.
@@ -88,17 +143,17 @@ impl StreamBody {
     /// Takes the connection's socket; it comes back on the receiver.
     pub(super) fn new(io: DeviceSocket, p: StreamParts) -> (Self, oneshot::Receiver<Returned>) {
         let (tx, rx) = oneshot::channel();
+        let mut deadline = Deadline::new(p.limit, p.gw, p.peer);
+        if !p.awaits_continue {
+            // The device is sending already: its time runs from the end of the head.
+            deadline.start();
+        }
         let body = StreamBody {
             io: Some(io),
             reader: p.reader,
             back: Some(tx),
             interim: p.awaits_continue.then_some(0),
-            // The device is sending already: its time runs from the end of the head.
-            deadline: (!p.awaits_continue).then(|| Instant::now() + p.limit),
-            limit: p.limit,
-            timer: None,
-            gw: p.gw,
-            peer: p.peer,
+            deadline,
         };
         (body, rx)
     }
@@ -122,7 +177,7 @@ impl StreamBody {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(())) => {
                     self.interim = None;
-                    self.deadline = Some(Instant::now() + self.limit);
+                    self.deadline.start();
                 }
                 Poll::Ready(Err(e)) => {
                     self.give_back();
@@ -136,27 +191,13 @@ impl StreamBody {
             Poll::Ready(Some(Ok(_))) if self.reader.is_done() => self.give_back(),
             Poll::Ready(Some(Ok(_))) => {}
             Poll::Pending => {
-                if self.deadline_passed(cx) {
-                    tracing::info!(peer = %self.peer, limit = ?self.limit,
-                        "device request body not complete within device_body_timeout_ms: refused (408)");
-                    self.gw.metrics.device_refused("body_timeout");
+                if let Some(e) = self.deadline.poll_passed(cx) {
                     self.give_back();
-                    return Poll::Ready(Some(Err(BodyDeadline(self.limit).into_io())));
+                    return Poll::Ready(Some(Err(e)));
                 }
             }
         }
         r.map(|o| o.map(|r| r.map(Frame::data)))
-    }
-
-    /// True once the deadline has passed; otherwise the task is woken then.
-    fn deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
-        let Some(at) = self.deadline else {
-            return false;
-        };
-        let timer = self
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        timer.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -193,9 +234,13 @@ impl Body for DeviceBody {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
             DeviceBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            DeviceBody::H2(b) => Pin::new(b)
-                .poll_frame(cx)
-                .map(|f| f.map(|r| r.map_err(io::Error::other))),
+            DeviceBody::H2(b) => match Pin::new(&mut b.inner).poll_frame(cx) {
+                Poll::Ready(f) => Poll::Ready(f.map(|r| r.map_err(io::Error::other))),
+                Poll::Pending => match b.deadline.poll_passed(cx) {
+                    Some(e) => Poll::Ready(Some(Err(e))),
+                    None => Poll::Pending,
+                },
+            },
             DeviceBody::Stream(s) => s.poll_data(cx),
         }
     }
@@ -203,7 +248,7 @@ impl Body for DeviceBody {
     fn is_end_stream(&self) -> bool {
         match self {
             DeviceBody::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
-            DeviceBody::H2(b) => b.is_end_stream(),
+            DeviceBody::H2(b) => b.inner.is_end_stream(),
             DeviceBody::Stream(s) => s.io.is_none() || s.reader.is_done(),
         }
     }
@@ -211,7 +256,7 @@ impl Body for DeviceBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             DeviceBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            DeviceBody::H2(b) => b.size_hint(),
+            DeviceBody::H2(b) => b.inner.size_hint(),
             DeviceBody::Stream(s) => match s.reader.dec.remaining() {
                 Some(n) => SizeHint::with_exact(n),
                 None => SizeHint::default(),
