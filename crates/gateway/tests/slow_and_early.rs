@@ -211,6 +211,30 @@ async fn expect_100_continue_is_answered_only_after_the_access_decision() {
     assert_eq!(seen_from(&be, "GOOD"), 2);
 }
 
+/// HTTP/2 (hyper): no `100 Continue` is ever sent, so nothing goes out before the access
+/// decision: a blocked device announcing a body with `expect: 100-continue` gets its refusal on
+/// the stream without having sent a byte of body, and the server gets nothing. (Passes before
+/// and after issue 13: it pins hyper's behaviour.)
+#[tokio::test]
+async fn http2_expect_100_continue_gets_the_refusal_without_the_body() {
+    let be = echo_backend().await;
+    let mut rt = runtime(&[be.server()]);
+    device_access(&mut rt, "unregistered = \"block\"");
+    let gw = start(rt).await;
+    let mut d = device(gw.addr, None, true).await;
+    // The body never comes: the sender is held, not used.
+    let (_tx, body) = channel_body();
+    let mut req = eas_h2("gw.test", "SendMail", body);
+    req.headers_mut()
+        .insert("expect", http::HeaderValue::from_static("100-continue"));
+    let resp = tokio::time::timeout(STEP, d.send_raw(req))
+        .await
+        .expect("an answer within 5 s")
+        .expect("a response");
+    assert_eq!(resp.status().as_u16(), 403);
+    assert_eq!(be.count(), 0, "the blocked device reached the server");
+}
+
 // --- item 5: an overall deadline for request bodies --------------------------------------------
 
 /// A device that sends `head`, then `body_len` body bytes in pieces of `piece` with `gap` between
