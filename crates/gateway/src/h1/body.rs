@@ -68,6 +68,8 @@ struct Deadline {
     limit: Duration,
     /// Armed the first time the body waits for bytes.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The refusal was logged and counted (once, however often the body is polled after it).
+    refused: bool,
     /// For the refusal's log line and metric.
     gw: Arc<Gateway>,
     peer: SocketAddr,
@@ -79,6 +81,7 @@ impl Deadline {
             at: None,
             limit,
             timer: None,
+            refused: false,
             gw,
             peer,
         }
@@ -98,9 +101,12 @@ impl Deadline {
         if timer.as_mut().poll(cx).is_pending() {
             return None;
         }
-        tracing::info!(peer = %self.peer, limit = ?self.limit,
-            "device request body not complete within device_body_timeout_ms: refused (408)");
-        self.gw.metrics.device_refused("body_timeout");
+        if !self.refused {
+            self.refused = true;
+            tracing::info!(peer = %self.peer, limit = ?self.limit,
+                "device request body not complete within device_body_timeout_ms: refused (408)");
+            self.gw.metrics.device_refused("body_timeout");
+        }
         Some(BodyDeadline(self.limit).into_io())
     }
 }

@@ -252,14 +252,14 @@ async fn read_request(
         }
         f => {
             let io = slot.take()?;
-            let parts = StreamParts {
+            let streaming = StreamParts {
                 reader: BodyReader::new(Decoder::new(f), Some(buf)),
                 awaits_continue,
                 limit: s.device_body,
                 gw: gw.clone(),
                 peer: conn.peer,
             };
-            let (body, rx) = StreamBody::new(io, parts);
+            let (body, rx) = StreamBody::new(io, streaming);
             meta.back = Some(rx);
             DeviceBody::Stream(Box::new(body))
         }
