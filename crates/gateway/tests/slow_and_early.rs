@@ -412,6 +412,14 @@ async fn a_trickled_streamed_body_is_cut_at_the_body_deadline() {
         "the server got the whole request"
     );
     assert_eq!(body_timeouts(&gw), 1);
+    // Identified before its body was read: its association (and audit line) carry the 408.
+    eventually("the request's record has its final status", || {
+        gw.gw
+            .access
+            .association("u", "D1")
+            .is_some_and(|a| a.last_status == Some(408))
+    })
+    .await;
 }
 
 /// HTTP/2: a request body trickled steadily over a stream is cut at the body deadline as well:
