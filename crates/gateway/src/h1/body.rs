@@ -209,8 +209,8 @@ impl StreamBody {
 
 /// Writes the rest of [`CONTINUE`] (`sent` bytes of it are out) and flushes it. The caller's
 /// silence timer bounds a device that does not read it.
-fn poll_continue(
-    io: &mut DeviceSocket,
+fn poll_continue<W: AsyncWrite + Unpin>(
+    io: &mut W,
     sent: &mut usize,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<()>> {
@@ -268,5 +268,56 @@ impl Body for DeviceBody {
                 None => SizeHint::default(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Takes one byte per write, and is not ready every other time.
+    #[derive(Default)]
+    struct OneByte {
+        got: Vec<u8>,
+        ready: bool,
+        flushed: bool,
+    }
+
+    impl AsyncWrite for OneByte {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let ready = self.ready;
+            self.ready = !ready;
+            if !ready {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.got.push(b[0]);
+            Poll::Ready(Ok(1))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.flushed = true;
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A socket that takes the interim response a byte at a time, between waits, still gets all
+    /// of it exactly once, then a flush.
+    #[tokio::test]
+    async fn the_100_continue_goes_out_whole_through_partial_writes() {
+        let mut w = OneByte::default();
+        let mut sent = 0;
+        std::future::poll_fn(|cx| poll_continue(&mut w, &mut sent, cx))
+            .await
+            .unwrap();
+        assert_eq!(w.got, CONTINUE);
+        assert_eq!(sent, CONTINUE.len());
+        assert!(w.flushed);
     }
 }
