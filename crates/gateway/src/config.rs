@@ -172,6 +172,11 @@ pub struct Advanced {
     /// Connection open or idle keep-alive → complete request received. >= 1, default 10000.
     #[serde(default = "default_10s")]
     pub device_request_timeout_ms: u64,
+    /// Complete request head → complete request body (with `Expect: 100-continue`: from the
+    /// `100 Continue`). Bounds a body trickled slower than the silence timeout would notice.
+    /// 1..=86400000, default 600000.
+    #[serde(default = "default_device_body")]
+    pub device_body_timeout_ms: u64,
     /// Added to a long poll's heartbeat to get its response timeout. Default 120000.
     #[serde(default = "default_long_poll_margin")]
     pub long_poll_margin_ms: u64,
@@ -244,6 +249,10 @@ fn default_10s() -> u64 {
 fn default_60s() -> u64 {
     60_000
 }
+/// Ten minutes: a 25 MB SendMail over a 0.35 Mbit/s uplink.
+fn default_device_body() -> u64 {
+    600_000
+}
 fn default_long_poll_margin() -> u64 {
     120_000
 }
@@ -281,6 +290,7 @@ impl Default for Advanced {
             server_connection_timeout_ms: default_10s(),
             server_response_timeout_ms: default_60s(),
             device_request_timeout_ms: default_10s(),
+            device_body_timeout_ms: default_device_body(),
             long_poll_margin_ms: default_long_poll_margin(),
             drain_timeout_ms: default_drain(),
             server_pool_idle_timeout_ms: default_pool_idle(),

@@ -40,6 +40,11 @@ pub enum Error {
     #[error("device request body failed: {reason}")]
     DeviceBody { reason: String },
 
+    /// The device's request body was not complete within `advanced.device_body_timeout_ms`
+    /// although bytes kept coming (a trickle that the silence timeout never catches): 408.
+    #[error("request body not complete within {timeout:?}")]
+    DeviceBodyTimeout { timeout: Duration },
+
     /// No server of the service is live (or none could be connected to).
     #[error("no live server for service {service}")]
     NoLiveServer {
@@ -208,6 +213,7 @@ impl Error {
             Error::NotActiveSync { .. }
             | Error::BodyTooLarge { .. }
             | Error::DeviceBody { .. }
+            | Error::DeviceBodyTimeout { .. }
             | Error::Identity { .. }
             | Error::NoUser
             | Error::UserMismatch { .. }
@@ -268,7 +274,9 @@ impl Error {
             | Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::OpaqueCredentials { .. } => StatusCode::FORBIDDEN,
             Error::HeadTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Error::RequestHeadTimeout => StatusCode::REQUEST_TIMEOUT,
+            Error::RequestHeadTimeout | Error::DeviceBodyTimeout { .. } => {
+                StatusCode::REQUEST_TIMEOUT
+            }
             Error::Identity { source } => {
                 StatusCode::from_u16(source.device_status()).unwrap_or(StatusCode::BAD_REQUEST)
             }
@@ -308,6 +316,17 @@ impl Error {
         }
     }
 
+    /// A device body's read error as the request path reports it: 408 when the body passed its
+    /// deadline (the error carries a [`BodyDeadline`]), 400 for anything else.
+    pub fn device_body(e: &std::io::Error) -> Error {
+        match e.get_ref().and_then(|i| i.downcast_ref::<BodyDeadline>()) {
+            Some(d) => Error::DeviceBodyTimeout { timeout: d.0 },
+            None => Error::DeviceBody {
+                reason: e.to_string(),
+            },
+        }
+    }
+
     /// `Retry-After` seconds for 503 answers (ActiveSync clients honour it).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
@@ -319,6 +338,19 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Carried inside the `io::Error` of a device body that passed its overall deadline, so the
+/// layers between the body and the request path (which see only `io::Error`) keep it apart
+/// from a stall or a broken stream ([`Error::device_body`]).
+#[derive(Debug, thiserror::Error)]
+#[error("request body not complete within {0:?}")]
+pub struct BodyDeadline(pub Duration);
+
+impl BodyDeadline {
+    pub fn into_io(self) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, self)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -345,6 +377,16 @@ mod tests {
         assert_eq!(
             Error::BodyTooLarge { limit: 1 }.status(),
             StatusCode::PAYLOAD_TOO_LARGE
+        );
+        let slow = BodyDeadline(Duration::from_secs(1)).into_io();
+        assert_eq!(
+            Error::device_body(&slow).status(),
+            StatusCode::REQUEST_TIMEOUT
+        );
+        let stalled = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert_eq!(
+            Error::device_body(&stalled).status(),
+            StatusCode::BAD_REQUEST
         );
         assert_eq!(
             Error::NotActiveSync {

@@ -309,9 +309,7 @@ impl Body for UpInner {
             }
             Poll::Ready(Some(Err(e))) => {
                 *this.rest = None;
-                Poll::Ready(Some(Err(Error::DeviceBody {
-                    reason: e.to_string(),
-                })))
+                Poll::Ready(Some(Err(Error::device_body(&e))))
             }
             Poll::Ready(None) => {
                 *this.rest = None;

@@ -137,6 +137,7 @@ async fn serve_connection(
     let _ = tcp.set_nodelay(true);
     let settings = Settings {
         device_request: rt.timeouts.device_request,
+        device_body: rt.timeouts.device_body,
         silence: rt.timeouts.socket_read_write,
         max_head: rt.limits.max_header_bytes,
         max_body: rt.limits.max_body_bytes,
@@ -215,10 +216,11 @@ async fn serve_h2<I>(
 {
     let watch = conn.clone();
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        let body = |b| DeviceBody::h2(b, http.device_body, gw.clone(), conn.peer);
         Box::pin(proxy::handle(
             gw.clone(),
             conn.clone(),
-            Box::new(req.map(DeviceBody::H2)),
+            Box::new(req.map(body)),
         ))
     });
     let conn = http2::Builder::new(TokioExecutor::new())

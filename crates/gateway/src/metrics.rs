@@ -60,6 +60,8 @@ pub struct Metrics {
     /// Access decisions that were not ALLOW, by action and rule (`BLOCK`/`WIPE`, report-only
     /// `would_block` as `REPORT`).
     access: parking_lot::Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Device connections and requests the gateway itself refused, by reason (`body_timeout`).
+    refusals: parking_lot::Mutex<BTreeMap<&'static str, u64>>,
     /// Attachment control (issue 5): attachments by outcome, and rewrite durations.
     attachments: parking_lot::Mutex<AttachmentMetrics>,
 }
@@ -149,6 +151,7 @@ impl Metrics {
             above_limit: parking_lot::Mutex::new(BTreeMap::new()),
             redirects: parking_lot::Mutex::new(BTreeMap::new()),
             access: parking_lot::Mutex::new(BTreeMap::new()),
+            refusals: parking_lot::Mutex::new(BTreeMap::new()),
             attachments: parking_lot::Mutex::new(AttachmentMetrics::default()),
         }
     }
@@ -206,6 +209,12 @@ impl Metrics {
     /// A request the access decision did not simply allow (rare: blocked, wiped, report-only).
     pub fn access_decision(&self, action: &'static str, rule: &'static str) {
         *self.access.lock().entry((action, rule)).or_default() += 1;
+    }
+
+    /// A device request or connection the gateway refused on its own account (rare: a slow or
+    /// abusive device), by `reason`.
+    pub fn device_refused(&self, reason: &'static str) {
+        *self.refusals.lock().entry(reason).or_default() += 1;
     }
 
     pub fn connection_accepted(&self) {
@@ -415,6 +424,14 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "easgate_access_decisions_total{{action=\"{action}\",rule=\"{rule}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP easgate_device_refusals_total Device requests the gateway refused on its own account, by reason (body_timeout: body not complete within device_body_timeout_ms).\n");
+        out.push_str("# TYPE easgate_device_refusals_total counter\n");
+        for (reason, n) in self.refusals.lock().iter() {
+            let _ = writeln!(
+                out,
+                "easgate_device_refusals_total{{reason=\"{reason}\"}} {n}"
             );
         }
         {

@@ -134,6 +134,8 @@ pub struct Timeouts {
     pub server_connect: Duration,
     pub server_response: Duration,
     pub device_request: Duration,
+    /// End of the request head → end of the request body (see `advanced.device_body_timeout_ms`).
+    pub device_body: Duration,
     pub long_poll_margin: Duration,
     pub drain: Duration,
     pub server_pool_idle: Duration,

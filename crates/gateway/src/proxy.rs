@@ -867,11 +867,7 @@ async fn read_prefix(
                 complete = true;
                 break;
             }
-            Ok(Some(Err(e))) => {
-                return Err(Error::DeviceBody {
-                    reason: e.to_string(),
-                });
-            }
+            Ok(Some(Err(e))) => return Err(Error::device_body(&e)),
             Ok(Some(Ok(f))) => f,
         };
         let Ok(data) = frame.into_data() else {

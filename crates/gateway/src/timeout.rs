@@ -161,6 +161,7 @@ mod tests {
             server_connect: Duration::from_secs(10),
             server_response: Duration::from_secs(60),
             device_request: Duration::from_secs(10),
+            device_body: Duration::from_secs(600),
             long_poll_margin: Duration::from_secs(120),
             drain: Duration::from_secs(30),
             server_pool_idle: Duration::from_secs(90),

@@ -386,6 +386,12 @@ pub fn validate(
         "device_request_timeout_ms",
         adv.device_request_timeout_ms,
     );
+    let device_body = c.range(
+        "advanced.device_body_timeout_ms",
+        adv.device_body_timeout_ms,
+        1..=86_400_000,
+        "ms",
+    );
     let long_poll_margin = c.range(
         "advanced.long_poll_margin_ms",
         adv.long_poll_margin_ms,
@@ -507,6 +513,7 @@ pub fn validate(
             server_connect: ms(server_connect.ok_or_else(missing)?),
             server_response: ms(server_response.ok_or_else(missing)?),
             device_request: ms(device_request.ok_or_else(missing)?),
+            device_body: ms(device_body.ok_or_else(missing)?),
             long_poll_margin: ms(long_poll_margin.ok_or_else(missing)?),
             drain: ms(drain.ok_or_else(missing)?),
             server_pool_idle: ms(server_pool_idle.ok_or_else(missing)?),

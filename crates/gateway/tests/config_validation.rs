@@ -301,6 +301,29 @@ fn timeouts_must_be_at_least_one_ms() {
     assert_eq!(f.ok(&config).timeouts.server_response.as_millis(), 1);
 }
 
+/// The request body deadline (issue 13): 1 ms to one day, ten minutes when not set.
+#[test]
+fn device_body_timeout_is_checked() {
+    let f = Fixture::new();
+    assert_eq!(
+        f.ok(&f.config()).timeouts.device_body,
+        std::time::Duration::from_secs(600)
+    );
+    for v in [0, 86_400_001] {
+        let mut config = f.config();
+        config.advanced.device_body_timeout_ms = v;
+        assert_error(
+            &f.errors(&config),
+            "advanced.device_body_timeout_ms",
+            &v.to_string(),
+            "1..=86400000",
+        );
+    }
+    let mut config = f.config();
+    config.advanced.device_body_timeout_ms = 86_400_000;
+    assert_eq!(f.ok(&config).timeouts.device_body.as_millis(), 86_400_000);
+}
+
 #[test]
 fn limits_are_checked() {
     let f = Fixture::new();

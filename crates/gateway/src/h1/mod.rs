@@ -14,6 +14,7 @@
 //!
 //! HTTP/2 from devices stays on hyper (see [`crate::listener`]).
 
+pub mod body;
 pub mod buffers;
 pub mod client;
 pub mod framing;

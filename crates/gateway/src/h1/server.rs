@@ -7,23 +7,23 @@
 //! write the response (head and first body bytes in one write when they are ready together).
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body::Body;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+pub use super::body::{DeviceBody, StreamBody};
+use super::body::{Returned, StreamParts};
 use super::buffers::{BUF_SIZE, Loan};
 use super::framing::{BodyReader, Decoder, Framing, poll_once};
 use super::head::{self, Out, RequestHead};
 use super::socket::DeviceSocket;
-use crate::error::Error;
+use crate::error::{BodyDeadline, Error};
 use crate::forward::RespBody;
 use crate::proxy::{self, DeviceConn};
 use crate::state::Gateway;
@@ -38,109 +38,15 @@ const MAX_AHEAD: usize = 64 * 1024;
 /// What the connection needs from the runtime current at accept time.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
-    /// Idle keep-alive or connection open → complete request head. Bodies are bounded by
-    /// `silence` per read.
+    /// Idle keep-alive or connection open → complete request head.
     pub device_request: Duration,
+    /// Complete head (or the `100 Continue`) → complete body, however steadily bytes arrive:
+    /// `silence` alone lets a body trickled one byte per second hold its connection for ever.
+    pub device_body: Duration,
     /// Longest silence while bytes are moving.
     pub silence: Duration,
     pub max_head: usize,
     pub max_body: u64,
-}
-
-/// The request body a device sent.
-pub enum DeviceBody {
-    /// Read whole before the request was handled (or none).
-    Full(Option<Bytes>),
-    /// Streaming from the device's connection.
-    Stream(Box<StreamBody>),
-    /// An HTTP/2 stream (hyper).
-    H2(hyper::body::Incoming),
-}
-
-impl DeviceBody {
-    pub fn empty() -> Self {
-        DeviceBody::Full(None)
-    }
-}
-
-/// A body streaming from the device connection; the socket goes back to the connection when the
-/// body ends (or is dropped unread, then the connection closes after the response).
-pub struct StreamBody {
-    io: Option<DeviceSocket>,
-    reader: BodyReader,
-    back: Option<oneshot::Sender<Returned>>,
-}
-
-struct Returned {
-    io: DeviceSocket,
-    leftover: Option<Loan>,
-    complete: bool,
-}
-
-impl StreamBody {
-    fn give_back(&mut self) {
-        if let (Some(io), Some(tx)) = (self.io.take(), self.back.take()) {
-            let _ = tx.send(Returned {
-                io,
-                leftover: self.reader.take_leftover(),
-                complete: self.reader.is_done(),
-            });
-        }
-    }
-}
-
-impl Drop for StreamBody {
-    fn drop(&mut self) {
-        self.give_back();
-    }
-}
-
-impl Body for DeviceBody {
-    type Data = Bytes;
-    type Error = io::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        match self.get_mut() {
-            DeviceBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            DeviceBody::H2(b) => Pin::new(b)
-                .poll_frame(cx)
-                .map(|f| f.map(|r| r.map_err(io::Error::other))),
-            DeviceBody::Stream(s) => {
-                let Some(io) = s.io.as_mut() else {
-                    return Poll::Ready(None);
-                };
-                let r = s.reader.poll_data(io, cx);
-                match &r {
-                    Poll::Ready(None) | Poll::Ready(Some(Err(_))) => s.give_back(),
-                    Poll::Ready(Some(Ok(_))) if s.reader.is_done() => s.give_back(),
-                    _ => {}
-                }
-                r.map(|o| o.map(|r| r.map(Frame::data)))
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            DeviceBody::Full(b) => b.as_ref().is_none_or(Bytes::is_empty),
-            DeviceBody::H2(b) => b.is_end_stream(),
-            DeviceBody::Stream(s) => s.io.is_none() || s.reader.is_done(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            DeviceBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            DeviceBody::H2(b) => b.size_hint(),
-            DeviceBody::Stream(s) => match s.reader.dec.remaining() {
-                Some(n) => SizeHint::with_exact(n),
-                None => SizeHint::default(),
-            },
-        }
-    }
 }
 
 /// Serves HTTP/1.1 requests on one device connection until it closes, idles out, or `stop`
@@ -169,7 +75,7 @@ pub async fn serve(
             }
         };
         let Some((req, meta)) =
-            Box::pin(read_request(&conn, &mut slot, &mut carry, next, &s)).await
+            Box::pin(read_request(&gw, &conn, &mut slot, &mut carry, next, &s)).await
         else {
             break;
         };
@@ -286,6 +192,7 @@ struct Meta {
 /// The request after its head: its body read whole (small), or the socket handed to a
 /// streaming body. `None`: the connection must close (refused, or the body failed).
 async fn read_request(
+    gw: &Arc<Gateway>,
     conn: &DeviceConn,
     slot: &mut Option<DeviceSocket>,
     carry: &mut Option<Loan>,
@@ -301,8 +208,10 @@ async fn read_request(
         expect_continue,
     } = h;
     buf.consume(len);
-    // HTTP/1.0 has no interim responses.
-    let expect_continue = expect_continue && parts.version == Version::HTTP_11;
+    // The device waits for `100 Continue` before it sends its body (none of it is here; HTTP/1.0
+    // has no interim responses). Such a body always streams: the 100 goes out when the request
+    // path first asks for the body, after the access decision, never before it.
+    let awaits_continue = expect_continue && parts.version == Version::HTTP_11 && buf.is_empty();
     let mut meta = Meta {
         is_head: parts.method == Method::HEAD,
         http10: parts.version == Version::HTTP_10,
@@ -319,29 +228,40 @@ async fn read_request(
             *carry = Some(buf).filter(|b| !b.is_empty());
             DeviceBody::empty()
         }
-        Framing::Length(n) if n <= FULL_BODY_MAX => {
-            match read_full(io, &mut buf, n as usize, expect_continue, s).await {
+        Framing::Length(n) if n <= FULL_BODY_MAX && !awaits_continue => {
+            match read_full(io, &mut buf, n as usize, s).await {
                 Ok(b) => {
                     *carry = Some(buf).filter(|b| !b.is_empty());
                     DeviceBody::Full(Some(b))
                 }
                 Err(e) => {
-                    tracing::debug!(peer = %conn.peer, error = %e, "device request body failed");
+                    let e = Error::device_body(&e);
+                    if let Error::DeviceBodyTimeout { .. } = e {
+                        // Still being sent: answered (408), never handled, never forwarded.
+                        tracing::info!(peer = %conn.peer, limit = ?s.device_body,
+                            "device request body not complete within device_body_timeout_ms: refused (408)");
+                        gw.metrics.device_refused("body_timeout");
+                        drop(buf);
+                        Box::pin(refuse(io, conn, &e, s)).await;
+                    } else {
+                        tracing::debug!(peer = %conn.peer, error = %e, "device request body failed");
+                    }
                     return None;
                 }
             }
         }
         f => {
-            if expect_continue && buf.is_empty() && continue_100(io, s).await.is_err() {
-                return None;
-            }
-            let (tx, rx) = oneshot::channel();
-            meta.back = Some(rx);
-            DeviceBody::Stream(Box::new(StreamBody {
-                io: slot.take(),
+            let io = slot.take()?;
+            let streaming = StreamParts {
                 reader: BodyReader::new(Decoder::new(f), Some(buf)),
-                back: Some(tx),
-            }))
+                awaits_continue,
+                limit: s.device_body,
+                gw: gw.clone(),
+                peer: conn.peer,
+            };
+            let (body, rx) = StreamBody::new(io, streaming);
+            meta.back = Some(rx);
+            DeviceBody::Stream(Box::new(body))
         }
     };
     Some((Request::from_parts(parts, body), meta))
@@ -397,33 +317,27 @@ async fn next_head(
     }
 }
 
-async fn continue_100(io: &mut DeviceSocket, s: &Settings) -> io::Result<()> {
-    let w = async {
-        io.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
-        io.flush().await
-    };
-    crate::timeout::within(s.silence, w)
-        .await
-        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
-}
+/// Room made per read of a small body: the buffer grows with what arrives, so a device that
+/// announces 64 KiB and sends one byte holds the loaned buffer it has, not 64 KiB more.
+const BODY_STEP: usize = 4096;
 
-/// Reads a body of `n` bytes (some may be in `buf` already) within the socket timeout per read.
-async fn read_full(
-    io: &mut DeviceSocket,
+/// Reads a body of `n` bytes (some may be in `buf` already) within the socket timeout per read
+/// and the body timeout in all (a [`BodyDeadline`] error once that passes).
+async fn read_full<IO: AsyncRead + Unpin>(
+    io: &mut IO,
     buf: &mut Loan,
     n: usize,
-    expect_continue: bool,
     s: &Settings,
 ) -> io::Result<Bytes> {
-    if buf.len() < n && expect_continue {
-        continue_100(io, s).await?;
-    }
+    let deadline = Instant::now() + s.device_body;
     while buf.len() < n {
-        buf.room(n - buf.len(), usize::MAX);
-        match tokio::time::timeout(s.silence, io.read_buf(buf.vec())).await {
+        buf.room(BODY_STEP.min(n - buf.len()), n);
+        let quiet = Instant::now() + s.silence;
+        match tokio::time::timeout_at(quiet.min(deadline), io.read_buf(buf.vec())).await {
             Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
+            Err(_) if deadline <= quiet => return Err(BodyDeadline(s.device_body).into_io()),
             Err(_) => return Err(io::ErrorKind::TimedOut.into()),
         }
     }
@@ -636,5 +550,43 @@ async fn write_all(io: &mut DeviceSocket, a: &[u8], b: &[u8], s: &Settings) -> i
     match crate::timeout::within(s.silence, super::socket::write_pair(io, a, b, 0)).await {
         Ok(r) => r,
         Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device that announced a 64 KiB body and sent one byte holds a buffer for what arrived,
+    /// not for what it announced (2,000 such connections would otherwise pin 128 MiB).
+    #[tokio::test]
+    async fn a_small_body_holds_a_buffer_for_what_arrived_not_what_it_announced() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut dev = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut io = DeviceSocket::Plain(l.accept().await.unwrap().0);
+        dev.write_all(b"x").await.unwrap();
+        let s = Settings {
+            device_request: Duration::from_secs(10),
+            device_body: Duration::from_millis(200),
+            silence: Duration::from_millis(300),
+            max_head: 65536,
+            max_body: 1 << 20,
+        };
+        let mut buf = Loan::take();
+        let n = FULL_BODY_MAX as usize;
+        let r = tokio::time::timeout(Duration::from_secs(5), read_full(&mut io, &mut buf, n, &s))
+            .await
+            .expect("the body read gives up");
+        let e = r.expect_err("one byte is not the body");
+        assert_eq!(
+            Error::device_body(&e).status(),
+            StatusCode::REQUEST_TIMEOUT,
+            "{e}"
+        );
+        assert_eq!(buf.len(), 1);
+        let held = buf.vec().capacity();
+        assert!(held <= BUF_SIZE, "{held} B held for 1 byte of body");
     }
 }
