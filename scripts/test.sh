@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what the tests need, brings up the
-# real ActiveSync peer (SOGo), then runs format, lint, unit, property, end-to-end and interop tests.
+# real ActiveSync peer (SOGo), then runs format, lint, supply-chain (cargo deny), unit, property,
+# end-to-end and interop tests.
 #   bash scripts/test.sh
 # Knobs: EASGATE_SKIP_INSTALL=1 (packages already there), EASGATE_SKIP_SOGO=1 (no interop peer;
 # the interop tests then fail unless EASGATE_INTEROP=skip).
@@ -24,8 +25,14 @@ if [ "${EASGATE_SKIP_INSTALL:-0}" != 1 ]; then
   apt_install ${need[@]+"${need[@]}"}
 fi
 
-# 2. Rust toolchain components (rust-toolchain.toml pins the version).
+# 2. Rust toolchain components (rust-toolchain.toml pins the version), and cargo-deny (built with
+#    that toolchain from crates.io; skipped when this version is already on PATH).
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+CARGO_DENY_VERSION=0.20.2
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+  log "cargo install cargo-deny $CARGO_DENY_VERSION (a few minutes)"
+  cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked --quiet
+fi
 
 # 3. The real ActiveSync server for the interop tests.
 if [ "${EASGATE_SKIP_SOGO:-0}" != 1 ]; then
@@ -43,6 +50,13 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Supply chain (deny.toml, docs/supply-chain.md): advisories against the offline RustSec snapshot
+# in shared/ (no network fetch), licences, bans (duplicate versions, wildcards), sources.
+log "cargo deny (advisory snapshot of $(sed -n 's/^date: //p' "$SHARED/advisory-db/SNAPSHOT" 2>/dev/null || echo '?'))"
+[ -f "$SHARED/tools/advisory-db.sh" ] || { echo "no $SHARED/tools/advisory-db.sh: cargo deny needs the offline advisory snapshot" >&2; exit 1; }
+advisory_db=$(DB_PATH="$ROOT/target/advisory-dbs" bash "$SHARED/tools/advisory-db.sh")
+cargo fetch --locked --quiet   # every platform's crates: cargo deny reads the whole graph offline
+EASGATE_ADVISORY_DB=$advisory_db cargo deny --frozen check
 log "cargo test"
 cargo test --workspace --all-targets --locked --no-fail-fast
 log "doc tests"

@@ -22,7 +22,7 @@ use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use quick_xml::NsReader;
-use quick_xml::events::Event as XmlEvent;
+use quick_xml::events::{BytesRef, Event as XmlEvent};
 use quick_xml::name::ResolveResult;
 
 use crate::codepage::{self, TagDef};
@@ -226,14 +226,12 @@ struct Open {
 
 fn lookup_xml(
     ns: &ResolveResult<'_>,
-    local: &[u8],
+    name: &str,
     offset: u64,
 ) -> Result<(u8, &'static TagDef), Error> {
-    let name = std::str::from_utf8(local).map_err(|_| xml_err(offset, "tag name is not UTF-8"))?;
     match ns {
         ResolveResult::Bound(ns) => {
-            let uri = std::str::from_utf8(ns.as_ref())
-                .map_err(|_| xml_err(offset, "namespace is not UTF-8"))?;
+            let uri: &str = ns.as_ref();
             let ns_name = uri.strip_suffix(':').unwrap_or(uri);
             let page = codepage::page_by_namespace(ns_name)
                 .ok_or_else(|| xml_err(offset, format!("unknown namespace {uri:?}")))?;
@@ -248,10 +246,7 @@ fn lookup_xml(
             .ok_or_else(|| xml_err(offset, format!("no tag {name:?} in any code page"))),
         ResolveResult::Unknown(prefix) => Err(xml_err(
             offset,
-            format!(
-                "undeclared namespace prefix {:?}",
-                String::from_utf8_lossy(prefix)
-            ),
+            format!("undeclared namespace prefix {prefix:?}"),
         )),
     }
 }
@@ -320,6 +315,10 @@ pub fn parse_xml_with_limits(xml: &str, limits: &Limits) -> Result<Element, Erro
     let mut stack: Vec<Open> = Vec::new();
     let mut root: Option<Element> = None;
     let mut nodes = 0usize;
+    // quick-xml reports a text run as Text pieces split at each entity or character reference
+    // (GeneralRef); a run between two pieces of markup counts as one node, as it did when the
+    // parser gave it as one event.
+    let mut in_text = false;
     loop {
         let offset = reader.buffer_position();
         let (ns, event) = match reader.read_resolved_event() {
@@ -329,6 +328,9 @@ pub fn parse_xml_with_limits(xml: &str, limits: &Limits) -> Result<Element, Erro
                 return Err(xml_err(reader.error_position(), message));
             }
         };
+        let text_piece = matches!(event, XmlEvent::Text(_) | XmlEvent::GeneralRef(_));
+        let new_run = text_piece && !in_text;
+        in_text = text_piece;
         match event {
             XmlEvent::Start(ref e) | XmlEvent::Empty(ref e) => {
                 if root.is_some() {
@@ -379,24 +381,20 @@ pub fn parse_xml_with_limits(xml: &str, limits: &Limits) -> Result<Element, Erro
                 attach(&mut stack, &mut root, open.el);
             }
             XmlEvent::Text(t) => {
-                let raw = std::str::from_utf8(t.as_ref())
-                    .map_err(|_| xml_err(offset, "text is not UTF-8"))?;
-                let text = unescape_normalized(raw).map_err(|e| xml_err(offset, e.to_string()))?;
-                match stack.last_mut() {
-                    Some(open) => {
-                        if open.run.len() + text.len() > limits.max_string_bytes.saturating_mul(2) {
-                            return Err(Error::StringTooLong {
-                                offset: offset as usize,
-                                len: open.run.len() + text.len(),
-                                max: limits.max_string_bytes,
-                            });
-                        }
-                        nodes += 1;
-                        open.run.push_str(&text);
-                    }
-                    None if text.bytes().all(|b| b.is_ascii_whitespace()) => {}
-                    None => return Err(xml_err(offset, "text outside the root element")),
-                }
+                // Line ends normalised (CR LF and lone CR -> LF, XML 1.0 2.11; expat under
+                // xml2wbxml does it too); references come apart, so `&#13;` survives.
+                text_run(
+                    &mut stack,
+                    &t.xml10_content(),
+                    new_run,
+                    &mut nodes,
+                    limits,
+                    offset,
+                )?;
+            }
+            XmlEvent::GeneralRef(r) => {
+                let text = resolve_reference(&r).map_err(|message| xml_err(offset, message))?;
+                text_run(&mut stack, &text, new_run, &mut nodes, limits, offset)?;
             }
             XmlEvent::CData(c) => {
                 let Some(open) = stack.last_mut() else {
@@ -412,7 +410,9 @@ pub fn parse_xml_with_limits(xml: &str, limits: &Limits) -> Result<Element, Erro
                     });
                 }
                 nodes += 1;
-                open.el.children.push(Node::Opaque(data.into_owned()));
+                open.el
+                    .children
+                    .push(Node::Opaque(data.into_owned().into_bytes()));
             }
             XmlEvent::Decl(_) | XmlEvent::DocType(_) | XmlEvent::Comment(_) | XmlEvent::PI(_) => {}
             XmlEvent::Eof => break,
@@ -430,16 +430,45 @@ pub fn parse_xml_with_limits(xml: &str, limits: &Limits) -> Result<Element, Erro
     root.ok_or_else(|| xml_err(reader.buffer_position(), "no root element"))
 }
 
-/// Line-end normalisation every XML parser does (CR LF and lone CR -> LF, XML 1.0 2.11; expat
-/// under xml2wbxml does it too), then entity expansion (so `&#13;` survives, as in XML).
-fn unescape_normalized(raw: &str) -> Result<Cow<'_, str>, quick_xml::escape::EscapeError> {
-    if !raw.contains('\r') {
-        return quick_xml::escape::unescape(raw);
+/// Appends a piece of text (a Text event or a resolved reference) to the open element's run.
+fn text_run(
+    stack: &mut [Open],
+    text: &str,
+    new_run: bool,
+    nodes: &mut usize,
+    limits: &Limits,
+    offset: u64,
+) -> Result<(), Error> {
+    match stack.last_mut() {
+        Some(open) => {
+            if open.run.len() + text.len() > limits.max_string_bytes.saturating_mul(2) {
+                return Err(Error::StringTooLong {
+                    offset: offset as usize,
+                    len: open.run.len() + text.len(),
+                    max: limits.max_string_bytes,
+                });
+            }
+            if new_run {
+                *nodes += 1;
+            }
+            open.run.push_str(text);
+            Ok(())
+        }
+        None if text.bytes().all(|b| b.is_ascii_whitespace()) => Ok(()),
+        None => Err(xml_err(offset, "text outside the root element")),
     }
-    let normalized = raw.replace("\r\n", "\n").replace('\r', "\n");
-    Ok(Cow::Owned(
-        quick_xml::escape::unescape(&normalized)?.into_owned(),
-    ))
+}
+
+/// `&name;` or `&#n;` -> its text: the five predefined XML entities and character references
+/// (no DTD, so no other entity exists).
+fn resolve_reference(r: &BytesRef<'_>) -> Result<Cow<'static, str>, String> {
+    if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
+        return Ok(Cow::Owned(c.to_string()));
+    }
+    let name: &str = r;
+    quick_xml::escape::resolve_predefined_entity(name)
+        .map(Cow::Borrowed)
+        .ok_or_else(|| format!("unrecognized entity `{name}`"))
 }
 
 fn attach(stack: &mut [Open], root: &mut Option<Element>, el: Element) {

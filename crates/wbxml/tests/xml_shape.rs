@@ -229,6 +229,11 @@ fn xml_the_bridge_refuses() {
         r#"<Ping xmlns="Ping:"/><Ping xmlns="Ping:"/>"#,
         r#"text"#,
         "",
+        // references: only the five predefined entities and character references
+        r#"<Ping xmlns="Ping:"><Id>&nbsp;</Id></Ping>"#,
+        r#"<Ping xmlns="Ping:"><Id>a & b</Id></Ping>"#,
+        r#"<Ping xmlns="Ping:"><Id>&#0;</Id></Ping>"#,
+        r#"<Ping xmlns="Ping:"/>&amp;"#,
     ] {
         let xml = format!("{prolog}{body}");
         assert!(
@@ -236,4 +241,26 @@ fn xml_the_bridge_refuses() {
             "{body}"
         );
     }
+}
+
+/// A text run with references in it is one node for `max_tree_nodes`, however many pieces the
+/// XML parser reports it in.
+#[test]
+fn xml_text_run_with_references_is_one_node() {
+    let limits = wbxml::Limits {
+        max_tree_nodes: 3,
+        ..wbxml::Limits::default()
+    };
+    let prolog = wbxml::xml::XML_PROLOG;
+    let xml = format!(r#"{prolog}<Ping xmlns="Ping:"><Id>a&amp;b&#13;&lt;c</Id></Ping>"#);
+    let tree = wbxml::xml::parse_xml_with_limits(&xml, &limits).unwrap();
+    assert_eq!(
+        tree.to_xml().unwrap(),
+        wbxml::xml::parse_xml(&xml).unwrap().to_xml().unwrap()
+    );
+    let xml = format!(r#"{prolog}<Ping xmlns="Ping:"><Id>a</Id><Id>b</Id></Ping>"#);
+    assert!(matches!(
+        wbxml::xml::parse_xml_with_limits(&xml, &limits),
+        Err(wbxml::Error::TooManyNodes { max: 3, .. })
+    ));
 }
