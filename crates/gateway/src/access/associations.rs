@@ -384,13 +384,15 @@ impl Associations {
         all
     }
 
-    pub(crate) fn query(&self, q: &AssociationQuery) -> AssociationPage {
+    /// The page `q` asks for; its user is normalised as every key is (`CORP\\victim` finds
+    /// `victim`'s devices).
+    pub(crate) fn query(&self, naming: &UserNaming, q: &AssociationQuery) -> AssociationPage {
         let limit = if q.limit == 0 {
             100
         } else {
             q.limit.min(MAX_PAGE)
         };
-        let user = q.user.as_deref().map(str::to_lowercase);
+        let user = q.user.as_deref().map(|u| naming.key(u));
         let device = q.device_id.as_deref().map(str::to_ascii_lowercase);
         let mut matches: Vec<(DeviceKey, Association)> = Vec::new();
         let mut collect = |u: &String, devs: &UserDevices| {

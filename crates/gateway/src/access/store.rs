@@ -529,7 +529,7 @@ impl DeviceAccess {
 
     /// `GET /v1/associations`.
     pub fn associations(&self, query: &AssociationQuery) -> AssociationPage {
-        self.assoc.query(query)
+        self.assoc.query(&self.naming, query)
     }
 
     pub fn association(&self, user: &str, device_id: &str) -> Option<Association> {
