@@ -30,8 +30,8 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
     }
 }
 
-#[tokio::test]
-async fn one_json_line_per_request_without_secrets() {
+/// Audit lines (target `easgate::audit`) and every other log line, captured while the guard lives.
+fn capture() -> (Capture, Capture, tracing::subscriber::DefaultGuard) {
     let audit = Capture::default();
     let all = Capture::default();
     use tracing_subscriber::layer::SubscriberExt;
@@ -58,8 +58,14 @@ async fn one_json_line_per_request_without_secrets() {
                         .with_target("easgate", tracing::Level::TRACE),
                 ),
         );
-    let _guard = tracing::subscriber::set_default(subscriber);
     use tracing_subscriber::Layer as _;
+    let guard = tracing::subscriber::set_default(subscriber);
+    (audit, all, guard)
+}
+
+#[tokio::test]
+async fn one_json_line_per_request_without_secrets() {
+    let (audit, all, _guard) = capture();
 
     let be = backend(handler(|_s: Seen| async move { reply(200, "0123456789") })).await;
     let tls = device_tls();
@@ -141,4 +147,59 @@ async fn one_json_line_per_request_without_secrets() {
         be.server()
     )));
     assert!(metrics.contains("easgate_in_flight_requests 0"));
+}
+
+/// Issue 13: an identity refusal has its audit reason (rule), metric and log line; request lines
+/// say whose key the decision used and where the user came from.
+#[tokio::test]
+async fn identity_refusals_are_audited_and_counted() {
+    let (audit, all, _guard) = capture();
+    let be = backend(handler(|_s: Seen| async move { reply(200, "ok") })).await;
+    let gw = start(runtime(&[be.server()])).await;
+    let mut d = device(gw.addr, None, false).await;
+    let basic = "Basic Q09SUFxWaWN0aW06c2VjcmV0"; // CORP\Victim:secret
+    let mut req = eas("gw", "Sync", "mallory", "DEV42", empty());
+    req.headers_mut()
+        .insert("authorization", basic.parse().unwrap());
+    assert_eq!(d.send(req).await.0, StatusCode::BAD_REQUEST);
+    let mut req = eas("gw", "Sync", "victim", "DEV42", empty());
+    req.headers_mut()
+        .insert("authorization", basic.parse().unwrap());
+    assert_eq!(d.send(req).await.0, StatusCode::OK);
+    drop(d);
+    assert_eq!(be.count(), 1);
+
+    let text = String::from_utf8(audit.0.lock().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l.trim()).unwrap())
+        .collect();
+    let refused = lines
+        .iter()
+        .find(|l| l["event"] == "response" && l["status"] == 400)
+        .unwrap_or_else(|| panic!("no refusal line in {text}"));
+    assert_eq!(
+        (refused["action"].as_str(), refused["rule"].as_str()),
+        (Some("BLOCK"), Some("user_mismatch"))
+    );
+    let request = lines
+        .iter()
+        .find(|l| l["event"] == "request")
+        .unwrap_or_else(|| panic!("no request line in {text}"));
+    assert_eq!(request["user"], "CORP\\Victim");
+    assert_eq!(request["user_key"], "victim");
+    assert_eq!(request["user_source"], "basic");
+    let logs = String::from_utf8_lossy(&all.0.lock()).into_owned();
+    assert!(logs.contains("user_mismatch"), "{logs}");
+    assert!(
+        !logs.contains("secret") && !logs.contains(basic),
+        "no credentials in logs"
+    );
+    assert!(
+        gw.gw
+            .metrics
+            .render()
+            .contains("easgate_access_decisions_total{action=\"BLOCK\",rule=\"user_mismatch\"} 1")
+    );
 }
