@@ -5,6 +5,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::reload::ControlPlane;
@@ -22,8 +23,7 @@ use tokio::time::Instant;
 /// The device request timeout in these tests.
 const TIMEOUT: Duration = Duration::from_millis(600);
 
-/// Per-address cap on concurrent management connections (`management::MAX_CONNECTIONS_PER_ADDRESS`).
-const MGMT_PER_ADDRESS: usize = 8;
+use gateway::management::{FIRST_REQUEST_TIMEOUT, MAX_CONNECTIONS_PER_ADDRESS as MGMT_PER_ADDRESS};
 
 fn short_timeout_runtime() -> gateway::model::Runtime {
     let mut rt = runtime(&[]);
@@ -150,6 +150,7 @@ async fn an_http2_connection_without_a_request_is_closed_at_one_timeout_from_acc
 // --- management ---------------------------------------------------------------------------
 
 struct Mgmt {
+    gw: Arc<Gateway>,
     addr: SocketAddr,
     cert: CertificateDer<'static>,
     _dir: tempfile::TempDir,
@@ -161,12 +162,14 @@ async fn start_management() -> Mgmt {
     let (tls, cert) = server_config(&["localhost"], &[]);
     rt.management.tls = tls;
     let dir = tempfile::tempdir().unwrap();
-    let cp = ControlPlane::new(Gateway::new(rt), dir.path().join("easgate.toml"));
+    let gw = Gateway::new(rt);
+    let cp = ControlPlane::new(gw.clone(), dir.path().join("easgate.toml"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = watch::channel(false);
     tokio::spawn(gateway::management::serve_management(cp, listener, rx));
     Mgmt {
+        gw,
         addr,
         cert,
         _dir: dir,
@@ -245,16 +248,30 @@ async fn silent_management_connections_from_one_address_do_not_lock_out_admins()
 
     // The silent ones the cap left open are closed by the handshake deadline.
     let t0 = Instant::now();
+    let bound = FIRST_REQUEST_TIMEOUT + Duration::from_secs(3);
     for s in &mut silent {
         assert!(
-            closed_within(s, Duration::from_secs(8)).await,
-            "a silent management connection is still open after 8 s"
+            closed_within(s, bound).await,
+            "a silent management connection is still open after {bound:?}"
         );
     }
     let took = t0.elapsed();
     eprintln!("all silent management connections closed after {took:?}");
-    assert!(took < Duration::from_secs(7), "closed after {took:?}");
+    assert!(
+        took < FIRST_REQUEST_TIMEOUT + Duration::from_secs(2),
+        "closed after {took:?}"
+    );
     assert_eq!(admin_status(&m, "127.0.0.1").await, Ok(StatusCode::OK));
+    let metrics = m.gw.metrics.render();
+    let capped = 70 - MGMT_PER_ADDRESS;
+    for line in [
+        format!("easgate_management_refusals_total{{reason=\"per_address_cap\"}} {capped}"),
+        format!(
+            "easgate_management_refusals_total{{reason=\"first_request_timeout\"}} {MGMT_PER_ADDRESS}"
+        ),
+    ] {
+        assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
+    }
 }
 
 /// One address gets at most `MGMT_PER_ADDRESS` concurrent management connections: the next is
