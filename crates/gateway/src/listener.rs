@@ -229,8 +229,9 @@ async fn serve_h2<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin,
 {
     let watch = conn.clone();
+    let (peer, counts) = (conn.peer, gw.clone());
     let seen = Arc::new(AtomicBool::new(false));
-    let first = Some((first, seen.clone()));
+    let first = (first, seen.clone());
     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
         seen.store(true, Ordering::Relaxed);
         let body = |b| DeviceBody::h2(b, http.device_body, gw.clone(), conn.peer);
@@ -246,14 +247,11 @@ async fn serve_h2<I>(
         .max_concurrent_streams(100)
         .serve_connection(io, service);
     let idle = Some((watch, http.device_request));
-    drive(
-        conn,
-        stop,
-        idle,
-        first,
-        http2::Connection::graceful_shutdown,
-    )
-    .await;
+    let graceful = http2::Connection::graceful_shutdown;
+    if drive(conn, stop, idle, first, graceful).await == Ended::NoRequest {
+        tracing::debug!(%peer, "no HTTP/2 request within device_request_timeout_ms of accept: closed");
+        counts.metrics.device_refused("h2_first_request_timeout");
+    }
 }
 
 /// The HTTP/2 connection preface (RFC 9113, 3.4).
@@ -352,17 +350,27 @@ impl<IO: AsyncWrite> AsyncWrite for Preface<IO> {
     }
 }
 
+/// How [`drive`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Closed by either side, or gracefully after shutdown or idleness.
+    Closed,
+    /// Dropped: no request by the first-request deadline.
+    NoRequest,
+}
+
 /// Runs a connection; on shutdown (or, for HTTP/2, after `idle.1` without requests) asks it to
-/// finish the requests in flight (`graceful`) and close. With `first` (HTTP/2), a connection
-/// that has had no request by `first.0` is dropped: nothing is in flight to finish, and a
-/// graceful close waits for a PING answer such a client need never send.
+/// finish the requests in flight (`graceful`) and close. A connection that has had no request
+/// (`first.1` still false) by `first.0` is dropped instead: nothing is in flight to finish, and
+/// a graceful close waits for a PING answer such a client need never send.
 async fn drive<C>(
     conn: C,
     mut stop: watch::Receiver<bool>,
     idle: Option<(Arc<DeviceConn>, Duration)>,
-    first: Option<(Instant, Arc<AtomicBool>)>,
+    first: (Instant, Arc<AtomicBool>),
     graceful: fn(Pin<&mut C>),
-) where
+) -> Ended
+where
     C: Future<Output = Result<(), hyper::Error>>,
 {
     let mut conn = std::pin::pin!(conn);
@@ -373,14 +381,9 @@ async fn drive<C>(
         }
     };
     let no_request = async {
-        match &first {
-            Some((at, seen)) => {
-                tokio::time::sleep_until(*at).await;
-                if seen.load(Ordering::Relaxed) {
-                    std::future::pending::<()>().await;
-                }
-            }
-            None => std::future::pending().await,
+        tokio::time::sleep_until(first.0).await;
+        if first.1.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
         }
     };
     tokio::select! {
@@ -388,16 +391,14 @@ async fn drive<C>(
             if let Err(e) = r {
                 tracing::debug!(error = %e, "device connection ended with an error");
             }
-            return;
+            return Ended::Closed;
         }
         _ = stop.wait_for(|s| *s) => graceful(conn.as_mut()),
-        () = no_request => {
-            tracing::debug!("no HTTP/2 request within device_request_timeout_ms of accept: closing");
-            return;
-        }
+        () = no_request => return Ended::NoRequest,
         _ = idle => graceful(conn.as_mut()),
     }
     let _ = conn.await;
+    Ended::Closed
 }
 
 #[cfg(test)]
@@ -433,6 +434,29 @@ mod tests {
             n <= 5,
             "the sniff was polled {n} times in one (simulated) second"
         );
+    }
+
+    /// What the sniff consumed comes back first, whatever the reader's buffer size, then the
+    /// socket's own bytes.
+    #[tokio::test]
+    async fn the_preface_reader_gives_back_the_preface_then_the_socket() {
+        use tokio::io::AsyncReadExt;
+        let (mut dev, gw) = tokio::io::duplex(64);
+        dev.write_all(b"frames").await.unwrap();
+        drop(dev);
+        let mut r = super::Preface::new(gw);
+        let mut got = Vec::new();
+        let mut small = [0u8; 5];
+        for _ in 0..100 {
+            let n = r.read(&mut small).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&small[..n]);
+        }
+        let mut want = super::PREFACE.to_vec();
+        want.extend_from_slice(b"frames");
+        assert_eq!(got, want);
     }
 
     /// The request body sent to a server travels inside request futures: keep it one pointer.

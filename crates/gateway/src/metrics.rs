@@ -60,7 +60,8 @@ pub struct Metrics {
     /// Access decisions that were not ALLOW, by action and rule (`BLOCK`/`WIPE`, report-only
     /// `would_block` as `REPORT`).
     access: parking_lot::Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    /// Device connections and requests the gateway itself refused, by reason (`body_timeout`).
+    /// Device connections and requests the gateway itself refused, by reason (`body_timeout`,
+    /// `h2_first_request_timeout`).
     refusals: parking_lot::Mutex<BTreeMap<&'static str, u64>>,
     /// Management connections closed unserved, by reason (`per_address_cap`, `connection_cap`,
     /// `first_request_timeout`): a flood on the management port shows up here.
@@ -435,7 +436,7 @@ impl Metrics {
                 "easgate_access_decisions_total{{action=\"{action}\",rule=\"{rule}\"}} {n}"
             );
         }
-        out.push_str("# HELP easgate_device_refusals_total Device requests the gateway refused on its own account, by reason (body_timeout: body not complete within device_body_timeout_ms).\n");
+        out.push_str("# HELP easgate_device_refusals_total Device requests the gateway refused on its own account, by reason (body_timeout: body not complete within device_body_timeout_ms; h2_first_request_timeout: HTTP/2 connection without a request within device_request_timeout_ms of accept).\n");
         out.push_str("# TYPE easgate_device_refusals_total counter\n");
         for (reason, n) in self.refusals.lock().iter() {
             let _ = writeln!(

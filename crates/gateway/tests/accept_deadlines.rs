@@ -140,6 +140,9 @@ async fn an_http2_connection_without_a_request_is_closed_at_one_timeout_from_acc
     let took = t0.elapsed();
     eprintln!("HTTP/2 without a request closed after {took:?} (timeout {TIMEOUT:?})");
     writer.abort();
+    let metrics = g.gw.metrics.render();
+    let line = "easgate_device_refusals_total{reason=\"h2_first_request_timeout\"} 1";
+    assert!(metrics.contains(line), "{line} not in:\n{metrics}");
     assert!(took >= TIMEOUT.mul_f32(0.8), "closed too early: {took:?}");
     assert!(
         took < TIMEOUT.mul_f32(1.5),
