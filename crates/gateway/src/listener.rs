@@ -487,6 +487,8 @@ mod tests {
         let conn = future_size4(super::serve_connection);
         eprintln!("proxy::handle future {handle} B, serve_connection future {conn} B");
         // 2026-11-26: 2,376 B and 1,456 B in this (test) build; 2,352 B and 1,416 B in release.
+        // 2026-12-07: serve_connection 1,520 B -> 1,640 B in this build (+120 B: the deadline
+        // from accept and the sniffed bytes go on into the HTTP/1.1 driver).
         assert!(handle <= 3072, "proxy::handle future is {handle} B");
         assert!(conn <= 2048, "serve_connection future is {conn} B");
     }

@@ -91,7 +91,7 @@ async fn a_late_tls_handshake_then_trickled_head_is_closed_at_one_timeout_from_a
     let g = start(rt).await;
     let tcp = TcpStream::connect(g.addr).await.unwrap();
     let t0 = Instant::now();
-    tokio::time::sleep(TIMEOUT.mul_f32(0.75)).await;
+    tokio::time::sleep(TIMEOUT.mul_f32(0.6)).await;
     let name = ServerName::try_from("localhost").unwrap();
     let s = tokio_rustls::TlsConnector::from(client_config(&tls.cert, &[b"http/1.1"]))
         .connect(name, tcp)
