@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -43,8 +43,9 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Concurrent management connections; more are closed at once. The portal and a few admin
 /// scripts need a handful; the cap keeps a flood on this port from starving the device side.
 const MAX_CONNECTIONS: usize = 64;
-/// Concurrent management connections from one IP address; more are closed at once, so silent
-/// sockets from one address cannot take all [`MAX_CONNECTIONS`] and lock out admins elsewhere.
+/// Concurrent management connections from one IPv4 address or IPv6 /64 (one host can pick any
+/// address in its /64); more are closed at once, so silent sockets from one source cannot take
+/// all [`MAX_CONNECTIONS`] and lock out admins elsewhere.
 pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 8;
 /// At most one `info` line per this long about refused management connections (the rest are
 /// `debug` and counted): a flood must not flood the log too.
@@ -82,7 +83,7 @@ pub async fn serve_management(
             () = stopped(&mut shutdown) => return,
         };
         let metrics = &cp.gateway().metrics;
-        let Some(slot) = per_address.clone().admit(peer_addr.ip()) else {
+        let Some(slot) = per_address.clone().admit(source(peer_addr.ip())) else {
             metrics.management_refused("per_address_cap");
             refusals.refused(peer_addr, "per_address_cap");
             continue;
@@ -102,8 +103,18 @@ pub async fn serve_management(
     }
 }
 
-/// Open management connections per source address, for [`MAX_CONNECTIONS_PER_ADDRESS`]. Holds
-/// only addresses with a connection open, so at most [`MAX_CONNECTIONS`] entries.
+/// What [`MAX_CONNECTIONS_PER_ADDRESS`] counts by: the IPv4 address (an IPv4-mapped IPv6
+/// address counts as its IPv4 address), or the IPv6 /64.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
+}
+
+/// Open management connections per source (see [`source`]), for
+/// [`MAX_CONNECTIONS_PER_ADDRESS`]. Holds only sources with a connection open, so at most
+/// [`MAX_CONNECTIONS`] entries.
 #[derive(Default)]
 struct PerAddress(parking_lot::Mutex<HashMap<IpAddr, usize>>);
 
@@ -460,6 +471,27 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_are_capped_per_ipv4_address_or_ipv6_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(source(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(source(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(source(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_ne!(source(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
+        let open = Arc::new(PerAddress::default());
+        let held: Vec<_> = (0..MAX_CONNECTIONS_PER_ADDRESS)
+            .map(|_| open.clone().admit(ip("192.0.2.7")).unwrap())
+            .collect();
+        assert!(open.clone().admit(ip("192.0.2.7")).is_none());
+        assert!(open.clone().admit(ip("192.0.2.8")).is_some());
+        drop(held);
+        assert!(
+            open.0.lock().is_empty(),
+            "closed connections leave no entry"
+        );
+        assert!(open.clone().admit(ip("192.0.2.7")).is_some());
+    }
 
     #[test]
     fn constant_time_eq_matches_plain_eq() {
