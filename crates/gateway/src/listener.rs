@@ -64,12 +64,15 @@ pub async fn serve_devices_on(
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
+                        // The first-request deadline counts from here, not from when a worker
+                        // gets to the connection.
+                        let at = Instant::now();
                         gw.metrics.connection_accepted();
                         spawn_connection(
                             &mut conns,
                             workers.as_deref(),
                             gw.clone(),
-                            (tcp, peer),
+                            (tcp, peer, at),
                             stop_rx.clone(),
                         );
                     }
@@ -107,11 +110,11 @@ fn spawn_connection(
     conns: &mut JoinSet<()>,
     workers: Option<&DeviceWorkers>,
     gw: Arc<Gateway>,
-    (tcp, peer): (TcpStream, SocketAddr),
+    (tcp, peer, at): (TcpStream, SocketAddr, Instant),
     stop: watch::Receiver<bool>,
 ) {
     let Some(w) = workers else {
-        conns.spawn(serve_connection(gw, tcp, peer, stop));
+        conns.spawn(serve_connection(gw, tcp, peer, at, stop));
         return;
     };
     let tcp = match tcp.into_std() {
@@ -123,7 +126,7 @@ fn spawn_connection(
     };
     let serve = async move {
         match TcpStream::from_std(tcp) {
-            Ok(tcp) => serve_connection(gw, tcp, peer, stop).await,
+            Ok(tcp) => serve_connection(gw, tcp, peer, at, stop).await,
             Err(e) => tracing::warn!(%peer, error = %e, "device connection not handed to a worker"),
         }
     };
@@ -135,17 +138,18 @@ fn spawn_connection(
 /// handshake and HTTP/2 (hyper) are boxed so a parked HTTP/1.1 request does not carry their
 /// state.
 ///
-/// One deadline, `device_request` from accept, covers the TLS handshake or the HTTP/2 sniff and
+/// One deadline, `device_request` from `accepted`, covers the TLS handshake or the HTTP/2 sniff and
 /// the first request head (HTTP/2: the first request): a stage that took most of it leaves the
 /// next only the rest, so a trickling client is closed at 1x the timeout, never 2x.
 async fn serve_connection(
     gw: Arc<Gateway>,
     mut tcp: TcpStream,
     peer: SocketAddr,
+    accepted: Instant,
     stop: watch::Receiver<bool>,
 ) {
     let rt = gw.current();
-    let first = Instant::now() + rt.timeouts.device_request;
+    let first = accepted + rt.timeouts.device_request;
     let _ = tcp.set_nodelay(true);
     let settings = Settings {
         device_request: rt.timeouts.device_request,
@@ -472,7 +476,7 @@ mod tests {
         std::mem::size_of::<F>()
     }
 
-    fn future_size4<A, B, C, D, F>(_: fn(A, B, C, D) -> F) -> usize {
+    fn future_size5<A, B, C, D, E, F>(_: fn(A, B, C, D, E) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 
@@ -484,11 +488,11 @@ mod tests {
     #[test]
     fn connection_future_sizes() {
         let handle = future_size(crate::proxy::handle);
-        let conn = future_size4(super::serve_connection);
+        let conn = future_size5(super::serve_connection);
         eprintln!("proxy::handle future {handle} B, serve_connection future {conn} B");
         // 2026-11-26: 2,376 B and 1,456 B in this (test) build; 2,352 B and 1,416 B in release.
-        // 2026-12-07: serve_connection 1,520 B -> 1,640 B in this build (+120 B: the deadline
-        // from accept and the sniffed bytes go on into the HTTP/1.1 driver).
+        // 2026-12-07: serve_connection 1,520 B -> 1,656 B in this build (+136 B: the accept
+        // time, the deadline from it and the sniffed bytes go on into the HTTP/1.1 driver).
         assert!(handle <= 3072, "proxy::handle future is {handle} B");
         assert!(conn <= 2048, "serve_connection future is {conn} B");
     }
