@@ -6,9 +6,11 @@
 //! no request input ever reaches a shell or a file name (the incumbent's CVSS 10 was a command
 //! injection in exactly this kind of API).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::error::Error;
@@ -30,14 +33,23 @@ use crate::validate::Format;
 /// Largest `PUT /v1/config` body. A config with 4000-character server lists for a few hundred
 /// services stays far below it.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// TLS handshake and request-head deadline: a management client is a script or the portal, never
-/// a phone on a slow network.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// From accept to the first complete request head, TLS handshake included (one deadline), and
+/// for each later head: a management client is a script or the portal on an admin network, never
+/// a phone on a slow one, so a silent socket is closed after a few seconds instead of holding
+/// one of the [`MAX_CONNECTIONS`] for long.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Whole `PUT` body deadline: 1 MiB arrives well within it on any admin network.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Concurrent management connections; more are closed at once. The portal and a few admin
 /// scripts need a handful; the cap keeps a flood on this port from starving the device side.
 const MAX_CONNECTIONS: usize = 64;
+/// Concurrent management connections from one IPv4 address or IPv6 /64 (one host can pick any
+/// address in its /64); more are closed at once, so silent sockets from one source cannot take
+/// all [`MAX_CONNECTIONS`] and lock out admins elsewhere.
+pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 8;
+/// At most one `info` line per this long about refused management connections (the rest are
+/// `debug` and counted): a flood must not flood the log too.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How a connection proved itself at the TLS layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +67,8 @@ pub async fn serve_management(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_address = Arc::new(PerAddress::default());
+    let mut refusals = RefusalLog::default();
     loop {
         let (tcp, peer_addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -68,17 +82,98 @@ pub async fn serve_management(
             },
             () = stopped(&mut shutdown) => return,
         };
+        let metrics = &cp.gateway().metrics;
+        let Some(slot) = per_address.clone().admit(source(peer_addr.ip())) else {
+            metrics.management_refused("per_address_cap");
+            refusals.refused(peer_addr, "per_address_cap");
+            continue;
+        };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(peer = %peer_addr, "too many management connections: refused");
+            metrics.management_refused("connection_cap");
+            refusals.refused(peer_addr, "connection_cap");
             continue;
         };
         let cp = cp.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, slot);
             if let Err(e) = serve_connection(cp, tcp, peer_addr).await {
                 tracing::debug!(peer = %peer_addr, error = %e, "management connection ended with an error");
             }
         });
+    }
+}
+
+/// What [`MAX_CONNECTIONS_PER_ADDRESS`] counts by: the IPv4 address (an IPv4-mapped IPv6
+/// address counts as its IPv4 address), or the IPv6 /64.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
+}
+
+/// Open management connections per source (see [`source`]), for
+/// [`MAX_CONNECTIONS_PER_ADDRESS`]. Holds only sources with a connection open, so at most
+/// [`MAX_CONNECTIONS`] entries.
+#[derive(Default)]
+struct PerAddress(parking_lot::Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    /// A slot for one more connection from `ip` (given back when dropped), or `None` at the cap.
+    fn admit(self: Arc<Self>, ip: IpAddr) -> Option<AddressSlot> {
+        {
+            let mut open = self.0.lock();
+            let n = open.entry(ip).or_default();
+            if *n >= MAX_CONNECTIONS_PER_ADDRESS {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(AddressSlot { of: self, ip })
+    }
+}
+
+/// One open connection from `ip`, counted in `of` while it lives.
+struct AddressSlot {
+    of: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.of.0.lock();
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Logs refused management connections: every one at `debug`, and at most one `info` line per
+/// [`REFUSAL_LOG_EVERY`] with how many were refused since the last one.
+#[derive(Default)]
+struct RefusalLog {
+    last_info: Option<Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, peer: SocketAddr, reason: &'static str) {
+        tracing::debug!(%peer, reason, "management connection refused");
+        self.since += 1;
+        let now = Instant::now();
+        if self
+            .last_info
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        tracing::info!(%peer, reason, refused = self.since,
+            "management connections refused (too many at once, from this address or in all); counted in easgate_management_refusals_total");
+        self.last_info = Some(now);
+        self.since = 0;
     }
 }
 
@@ -87,13 +182,19 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
+/// One management connection: TLS handshake and the first request head by one deadline from
+/// accept ([`FIRST_REQUEST_TIMEOUT`]), then requests until it closes.
 async fn serve_connection(
     cp: Arc<ControlPlane>,
     tcp: tokio::net::TcpStream,
     peer_addr: SocketAddr,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let first = Instant::now() + FIRST_REQUEST_TIMEOUT;
     let acceptor = TlsAcceptor::from(cp.gateway().current().management.tls.clone());
-    let tls = tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(tcp)).await??;
+    let Ok(tls) = tokio::time::timeout_at(first, acceptor.accept(tcp)).await else {
+        return Err(no_request_in_time(&cp));
+    };
+    let tls = tls?;
     let peer = if tls
         .get_ref()
         .1
@@ -104,16 +205,43 @@ async fn serve_connection(
     } else {
         Peer::Anonymous
     };
+    let seen = Arc::new(AtomicBool::new(false));
+    let handled = seen.clone();
+    let service_cp = cp.clone();
     let service = hyper::service::service_fn(move |req| {
-        let cp = cp.clone();
+        handled.store(true, Ordering::Relaxed);
+        let cp = service_cp.clone();
         async move { Ok::<_, Infallible>(handle(&cp, peer, peer_addr, req).await) }
     });
-    hyper::server::conn::http1::Builder::new()
+    let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(CLIENT_TIMEOUT)
-        .serve_connection(TokioIo::new(tls), service)
-        .await?;
+        .header_read_timeout(FIRST_REQUEST_TIMEOUT)
+        .serve_connection(TokioIo::new(tls), service);
+    let mut conn = std::pin::pin!(conn);
+    let no_request = async {
+        tokio::time::sleep_until(first).await;
+        if seen.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = conn.as_mut() => r?,
+        () = no_request => return Err(no_request_in_time(&cp)),
+    }
     Ok(())
+}
+
+/// A management connection without a complete request head by its deadline: counted, and
+/// closed (and logged at `debug`, with the peer) by the caller.
+fn no_request_in_time(cp: &ControlPlane) -> Box<dyn std::error::Error + Send + Sync> {
+    cp.gateway()
+        .metrics
+        .management_refused("first_request_timeout");
+    format!(
+        "no request within {} s of connecting: closed",
+        FIRST_REQUEST_TIMEOUT.as_secs()
+    )
+    .into()
 }
 
 async fn handle(
@@ -343,6 +471,27 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_are_capped_per_ipv4_address_or_ipv6_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(source(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(source(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(source(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_ne!(source(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
+        let open = Arc::new(PerAddress::default());
+        let held: Vec<_> = (0..MAX_CONNECTIONS_PER_ADDRESS)
+            .map(|_| open.clone().admit(ip("192.0.2.7")).unwrap())
+            .collect();
+        assert!(open.clone().admit(ip("192.0.2.7")).is_none());
+        assert!(open.clone().admit(ip("192.0.2.8")).is_some());
+        drop(held);
+        assert!(
+            open.0.lock().is_empty(),
+            "closed connections leave no entry"
+        );
+        assert!(open.clone().admit(ip("192.0.2.7")).is_some());
+    }
 
     #[test]
     fn constant_time_eq_matches_plain_eq() {

@@ -60,8 +60,12 @@ pub struct Metrics {
     /// Access decisions that were not ALLOW, by action and rule (`BLOCK`/`WIPE`, report-only
     /// `would_block` as `REPORT`).
     access: parking_lot::Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    /// Device connections and requests the gateway itself refused, by reason (`body_timeout`).
+    /// Device connections and requests the gateway itself refused, by reason (`body_timeout`,
+    /// `h2_first_request_timeout`).
     refusals: parking_lot::Mutex<BTreeMap<&'static str, u64>>,
+    /// Management connections closed unserved, by reason (`per_address_cap`, `connection_cap`,
+    /// `first_request_timeout`): a flood on the management port shows up here.
+    management_refusals: parking_lot::Mutex<BTreeMap<&'static str, u64>>,
     /// Attachment control (issue 5): attachments by outcome, and rewrite durations.
     attachments: parking_lot::Mutex<AttachmentMetrics>,
 }
@@ -152,6 +156,7 @@ impl Metrics {
             redirects: parking_lot::Mutex::new(BTreeMap::new()),
             access: parking_lot::Mutex::new(BTreeMap::new()),
             refusals: parking_lot::Mutex::new(BTreeMap::new()),
+            management_refusals: parking_lot::Mutex::new(BTreeMap::new()),
             attachments: parking_lot::Mutex::new(AttachmentMetrics::default()),
         }
     }
@@ -215,6 +220,11 @@ impl Metrics {
     /// abusive device), by `reason`.
     pub fn device_refused(&self, reason: &'static str) {
         *self.refusals.lock().entry(reason).or_default() += 1;
+    }
+
+    /// A management connection closed before it was served (see `management_refusals`).
+    pub fn management_refused(&self, reason: &'static str) {
+        *self.management_refusals.lock().entry(reason).or_default() += 1;
     }
 
     pub fn connection_accepted(&self) {
@@ -426,12 +436,20 @@ impl Metrics {
                 "easgate_access_decisions_total{{action=\"{action}\",rule=\"{rule}\"}} {n}"
             );
         }
-        out.push_str("# HELP easgate_device_refusals_total Device requests the gateway refused on its own account, by reason (body_timeout: body not complete within device_body_timeout_ms).\n");
+        out.push_str("# HELP easgate_device_refusals_total Device requests the gateway refused on its own account, by reason (body_timeout: body not complete within device_body_timeout_ms; h2_first_request_timeout: HTTP/2 connection without a request within device_request_timeout_ms of accept).\n");
         out.push_str("# TYPE easgate_device_refusals_total counter\n");
         for (reason, n) in self.refusals.lock().iter() {
             let _ = writeln!(
                 out,
                 "easgate_device_refusals_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP easgate_management_refusals_total Management connections closed unserved, by reason (per_address_cap, connection_cap, first_request_timeout).\n");
+        out.push_str("# TYPE easgate_management_refusals_total counter\n");
+        for (reason, n) in self.management_refusals.lock().iter() {
+            let _ = writeln!(
+                out,
+                "easgate_management_refusals_total{{reason=\"{reason}\"}} {n}"
             );
         }
         {

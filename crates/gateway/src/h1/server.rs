@@ -51,14 +51,22 @@ pub struct Settings {
 
 /// Serves HTTP/1.1 requests on one device connection until it closes, idles out, or `stop`
 /// turns true (then in-flight work finishes and the connection closes).
+///
+/// `read`: bytes already read from the device (the listener's protocol sniff), the start of the
+/// first head. `first`: when the first head must be complete, one deadline from accept (the
+/// TLS handshake or the sniff used part of it); each later head gets the device request
+/// timeout from when the connection goes idle.
 pub async fn serve(
     gw: Arc<Gateway>,
     conn: Arc<DeviceConn>,
     io: DeviceSocket,
+    read: Option<Loan>,
     mut stop: watch::Receiver<bool>,
     s: Settings,
+    first: Instant,
 ) {
-    let mut carry: Option<Loan> = None;
+    let mut carry: Option<Loan> = read.filter(|b| !b.is_empty());
+    let mut first = Some(first);
     // Empty only while a streaming request body has the socket.
     let mut slot = Some(io);
     // The device may still be sending a body nobody read (the server answered early).
@@ -66,7 +74,10 @@ pub async fn serve(
     // Each stage that is over before the request path answers is boxed, so what a parked
     // request holds is this loop's few locals and the boxed request path.
     while let Some(io) = slot.as_mut() {
-        let next = match next_head(io, &mut carry, &mut stop, &s).await {
+        let deadline = first
+            .take()
+            .unwrap_or_else(|| Instant::now() + s.device_request);
+        let next = match next_head(io, &mut carry, &mut stop, &s, deadline).await {
             Ok(Some(x)) => x,
             Ok(None) => break,
             Err(e) => {
@@ -267,15 +278,15 @@ async fn read_request(
     Some((Request::from_parts(parts, body), meta))
 }
 
-/// Waits for and parses the next request head. `None`: the connection should close quietly
-/// (closed by the device, idle past the device request timeout, or draining while idle).
+/// Waits for and parses the next request head, complete by `deadline`. `None`: the connection
+/// should close quietly (closed by the device, idle past the deadline, or draining while idle).
 async fn next_head(
     io: &mut DeviceSocket,
     carry: &mut Option<Loan>,
     stop: &mut watch::Receiver<bool>,
     s: &Settings,
+    deadline: Instant,
 ) -> Result<Option<(RequestHead, Loan)>, Error> {
-    let deadline = Instant::now() + s.device_request;
     let mut buf = match carry.take() {
         Some(b) => b,
         None => {
