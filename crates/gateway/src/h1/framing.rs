@@ -29,14 +29,42 @@ pub enum Framing {
 const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 16 * 1024;
 
+/// Where in a chunk-size line the decoder is (RFC 9112 7.1.1):
+/// `chunk-size *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] ) CRLF`.
+/// Anything outside that grammar is refused rather than skipped: a lenient reader that ends the
+/// line at a bare LF, or at a control byte, frames the body differently, which is how a second
+/// request is smuggled inside the first one's body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    /// Hex digits (at least one before anything else).
+    Size,
+    /// Whitespace after the size or a value: only `;` (or more whitespace) may follow.
+    WsBeforeSemi,
+    /// After `;`: whitespace, then the first byte of a name.
+    Semi,
+    /// Inside an extension name.
+    Name,
+    /// Whitespace after a name: `;` or `=` must follow.
+    WsAfterName,
+    /// After `=`: whitespace, then a token or a quoted string.
+    Eq,
+    /// Inside a token value.
+    Token,
+    /// Inside a quoted string, and right after a backslash in one.
+    Quoted,
+    QuotedPair,
+    /// Right after the closing quote.
+    Closed,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Length(u64),
-    /// Reading a chunk-size line: the size so far, hex digits seen, inside an extension, bytes.
+    /// Reading a chunk-size line: the size so far, hex digits seen, where in the line, bytes.
     Size {
         size: u64,
         digits: u8,
-        ext: bool,
+        at: Line,
         line: usize,
     },
     SizeLf(u64),
@@ -57,6 +85,54 @@ pub struct Decoder {
     trailers: usize,
 }
 
+impl State {
+    const NEXT_CHUNK: State = State::Size {
+        size: 0,
+        digits: 0,
+        at: Line::Size,
+        line: 0,
+    };
+}
+
+/// `tchar` (RFC 9110 5.6.2): the bytes of a token.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_ws(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// One byte of a chunk-size line after its digits (the digits are handled by the caller):
+/// `Some(None)` at the CR ending the line, `Some(Some(next))` to go on, `None` when the byte
+/// is not allowed there.
+fn chunk_line(at: Line, b: u8) -> Option<Option<Line>> {
+    let end = b == b'\r';
+    let next = match at {
+        Line::Size | Line::Closed if end => return Some(None),
+        Line::Size | Line::Closed | Line::WsBeforeSemi if is_ws(b) => Line::WsBeforeSemi,
+        Line::Size | Line::Closed | Line::WsBeforeSemi if b == b';' => Line::Semi,
+        Line::Semi if is_ws(b) => Line::Semi,
+        Line::Semi | Line::Name if is_tchar(b) => Line::Name,
+        Line::Name | Line::Token if end => return Some(None),
+        Line::Name | Line::WsAfterName | Line::Token if b == b';' => Line::Semi,
+        Line::Name | Line::WsAfterName if is_ws(b) => Line::WsAfterName,
+        Line::Name | Line::WsAfterName if b == b'=' => Line::Eq,
+        Line::Eq if is_ws(b) => Line::Eq,
+        Line::Eq if b == b'"' => Line::Quoted,
+        Line::Eq | Line::Token if is_tchar(b) => Line::Token,
+        Line::Token if is_ws(b) => Line::WsBeforeSemi,
+        Line::Quoted if b == b'"' => Line::Closed,
+        Line::Quoted if b == b'\\' => Line::QuotedPair,
+        // qdtext: HTAB, SP, visible ASCII but `"` and `\` (handled above), obs-text.
+        Line::Quoted if is_ws(b) || (0x21..=0x7e).contains(&b) || b >= 0x80 => Line::Quoted,
+        // quoted-pair: HTAB, SP, VCHAR, obs-text.
+        Line::QuotedPair if is_ws(b) || (0x21..=0x7e).contains(&b) || b >= 0x80 => Line::Quoted,
+        _ => return None,
+    };
+    Some(Some(next))
+}
+
 fn invalid(m: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, m.to_string())
 }
@@ -66,12 +142,7 @@ impl Decoder {
         let state = match f {
             Framing::Empty | Framing::Length(0) => State::Done,
             Framing::Length(n) => State::Length(n),
-            Framing::Chunked => State::Size {
-                size: 0,
-                digits: 0,
-                ext: false,
-                line: 0,
-            },
+            Framing::Chunked => State::NEXT_CHUNK,
             Framing::Close => State::UntilEof,
         };
         Self { state, trailers: 0 }
@@ -114,7 +185,7 @@ impl Decoder {
                 State::Size {
                     size,
                     digits,
-                    ext,
+                    at,
                     line,
                 } => {
                     let b = input[i];
@@ -122,39 +193,36 @@ impl Decoder {
                     if line >= MAX_CHUNK_LINE {
                         return Err(invalid("chunk-size line too long"));
                     }
-                    let line = line + 1;
-                    if b == b'\r' {
-                        if digits == 0 {
-                            return Err(invalid("chunk without a size"));
-                        }
-                        self.state = State::SizeLf(size);
-                    } else if ext {
-                        self.state = State::Size {
-                            size,
-                            digits,
-                            ext,
-                            line,
-                        };
-                    } else if b == b';' || b == b' ' || b == b'\t' {
-                        self.state = State::Size {
-                            size,
-                            digits,
-                            ext: true,
-                            line,
-                        };
-                    } else if let Some(d) = (b as char).to_digit(16) {
+                    if b == b'\r' && at == Line::Size && digits == 0 {
+                        return Err(invalid("chunk without a size"));
+                    }
+                    if at == Line::Size
+                        && let Some(d) = (b as char).to_digit(16)
+                    {
                         if digits >= 15 {
                             return Err(invalid("chunk size too large"));
                         }
                         self.state = State::Size {
                             size: size * 16 + u64::from(d),
                             digits: digits + 1,
-                            ext,
-                            line,
+                            at,
+                            line: line + 1,
                         };
-                    } else {
+                        continue;
+                    }
+                    if at == Line::Size && digits == 0 {
                         return Err(invalid("invalid chunk size"));
                     }
+                    self.state = match chunk_line(at, b) {
+                        Some(None) => State::SizeLf(size),
+                        Some(Some(at)) => State::Size {
+                            size,
+                            digits,
+                            at,
+                            line: line + 1,
+                        },
+                        None => return Err(invalid("invalid chunk-size line")),
+                    };
                 }
                 State::SizeLf(size) => {
                     if input[i] != b'\n' {
@@ -179,12 +247,7 @@ impl Decoder {
                         return Err(invalid("chunk data without CRLF"));
                     }
                     i += 1;
-                    self.state = State::Size {
-                        size: 0,
-                        digits: 0,
-                        ext: false,
-                        line: 0,
-                    };
+                    self.state = State::NEXT_CHUNK;
                 }
                 State::Trailer(line) => {
                     let b = input[i];
@@ -193,8 +256,12 @@ impl Decoder {
                     if self.trailers > MAX_TRAILERS {
                         return Err(invalid("trailer section too large"));
                     }
+                    // A field line holds no control byte but HTAB (RFC 9110 5.5): a bare LF
+                    // would end the line early for a lenient reader.
                     self.state = if b == b'\r' {
                         State::TrailerLf(line)
+                    } else if (b < 0x20 && b != b'\t') || b == 0x7f {
+                        return Err(invalid("control byte in a trailer line"));
                     } else {
                         State::Trailer(line + 1)
                     };
@@ -213,6 +280,26 @@ impl Decoder {
             }
         }
         Ok((i, None))
+    }
+
+    /// The first framing error in `bytes` (the next bytes of this body), found by running them
+    /// through a copy of this decoder: the body bytes that came with a head can be checked
+    /// before the request goes anywhere, so a malformed chunk-size line among them is refused
+    /// before a server has seen the head. Nothing is taken, nothing allocated.
+    pub fn check(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut probe = Decoder {
+            state: self.state,
+            trailers: self.trailers,
+        };
+        let mut at = 0;
+        while at < bytes.len() && !probe.is_done() {
+            let (used, _) = probe.step(&bytes[at..])?;
+            if used == 0 {
+                break;
+            }
+            at += used;
+        }
+        Ok(())
     }
 
     /// The input ended: fine only for a body that runs until the connection closes.
@@ -357,6 +444,122 @@ mod tests {
             assert_eq!(body, b"hello0123456789", "split {split}");
             assert_eq!(&wire[used..], b"NEXT", "stops at the end of the body");
         }
+    }
+
+    /// `6` + `line` + CRLF + `hello!` + the last chunk, as one body.
+    fn with_size_line(line: &[u8]) -> Vec<u8> {
+        let mut wire = b"6".to_vec();
+        wire.extend_from_slice(line);
+        wire.extend_from_slice(b"\r\nhello!\r\n0\r\n\r\nNEXT");
+        wire
+    }
+
+    /// Every extension RFC 9112 7.1.1 allows is accepted (and ignored), in any split.
+    #[test]
+    fn chunk_extensions_of_the_rfc_grammar_in_any_split() {
+        for ext in [
+            &b""[..],
+            b";a",
+            b";a=b",
+            b";a;b=c;d=\"e\"",
+            b" ; a = b",
+            b"\t;\tname\t=\ttok!#$%&'*+-.^_`|~09AZaz",
+            b";q=\"sp ace;=\\\"\\\\\ttab\"",
+            b";q=\"\"",
+            b";q=\"obs-text \x80\xff \\\xfe\"",
+            b";q=\"x\" ;r",
+        ] {
+            let wire = with_size_line(ext);
+            for split in 1..wire.len() {
+                let (body, used) = decode_all(Framing::Chunked, &wire, split)
+                    .unwrap_or_else(|e| panic!("{} split {split}: {e}", ext.escape_ascii()));
+                assert_eq!(body, b"hello!", "{} split {split}", ext.escape_ascii());
+                assert_eq!(&wire[used..], b"NEXT");
+            }
+        }
+    }
+
+    /// Anything else on a chunk-size line is refused, not skipped as an "extension": a server
+    /// (or another proxy) reading the line differently frames the body differently.
+    #[test]
+    fn chunk_size_lines_outside_the_rfc_grammar_are_refused() {
+        let mut accepted = Vec::new();
+        for line in [
+            &b";a\nb"[..],
+            b";\x00",
+            b" zz",
+            b" 6",
+            b"\t",
+            b" ",
+            b";",
+            b"; ",
+            b";a ",
+            b";a b",
+            b";=b",
+            b";a=",
+            b";a= ",
+            b";a=b c",
+            b";a=b;",
+            b";a=\"x",
+            b";a=\"x\"y",
+            b";a=\"\x01\"",
+            b";a=\"\n\"",
+            b";a=\"\\\x7f\"",
+            b";a=b\x7f",
+            b";a\x00=b",
+            b";a=b\nc",
+            b";a@b",
+            b";a=(b)",
+            b"g",
+            b"\n",
+        ] {
+            let wire = with_size_line(line);
+            for split in 1..wire.len() {
+                match decode_all(Framing::Chunked, &wire, split) {
+                    Err(e) => assert_eq!(e.kind(), io::ErrorKind::InvalidData),
+                    Ok(_) => {
+                        accepted.push(line.escape_ascii().to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        assert!(accepted.is_empty(), "accepted: {accepted:?}");
+        // Whitespace before the size.
+        assert!(decode_all(Framing::Chunked, b" 6\r\nhello!\r\n0\r\n\r\n", 1).is_err());
+    }
+
+    #[test]
+    fn check_finds_errors_without_taking_anything() {
+        let d = Decoder::new(Framing::Chunked);
+        assert!(d.check(b"6;a\nb\r\n").is_err());
+        assert!(d.check(b"5\r\nhel").is_ok(), "incomplete is not an error");
+        assert!(
+            d.check(b"5\r\nhello\r\n0\r\n\r\nGARBAGE\n").is_ok(),
+            "stops at the end"
+        );
+        assert!(d.check(b"").is_ok());
+        assert_eq!(
+            d.state,
+            State::NEXT_CHUNK,
+            "the decoder itself is untouched"
+        );
+    }
+
+    #[test]
+    fn trailer_lines_with_control_bytes_are_refused() {
+        let mut accepted = Vec::new();
+        for trailer in [&b"X: a\nb"[..], b"X: \x00", b"\x7f"] {
+            let mut wire = b"1\r\na\r\n0\r\n".to_vec();
+            wire.extend_from_slice(trailer);
+            wire.extend_from_slice(b"\r\n\r\n");
+            if (1..wire.len()).any(|split| decode_all(Framing::Chunked, &wire, split).is_ok()) {
+                accepted.push(trailer.escape_ascii().to_string());
+            }
+        }
+        assert!(accepted.is_empty(), "accepted: {accepted:?}");
+        let wire = b"1\r\na\r\n0\r\nX: \ttab\x80\r\n\r\n";
+        assert_eq!(decode_all(Framing::Chunked, wire, 1).unwrap().0, b"a");
     }
 
     #[test]

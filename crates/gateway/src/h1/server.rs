@@ -332,6 +332,15 @@ async fn read_request(
             }
         }
         f => {
+            // Body bytes that came with the head are checked before the request goes anywhere:
+            // a malformed chunk-size line among them gets 400, and no server sees the head. (A
+            // later one cuts the request off mid-body: a server never gets it whole.)
+            let dec = Decoder::new(f);
+            if let Err(e) = dec.check(buf.bytes()) {
+                let reason = format!("malformed chunked body: {e}");
+                Box::pin(refuse(io, conn, &Error::BadRequest { reason }, s)).await;
+                return None;
+            }
             if expect_continue && buf.is_empty() && continue_100(io, s).await.is_err() {
                 return None;
             }
@@ -339,7 +348,7 @@ async fn read_request(
             meta.back = Some(rx);
             DeviceBody::Stream(Box::new(StreamBody {
                 io: slot.take(),
-                reader: BodyReader::new(Decoder::new(f), Some(buf)),
+                reader: BodyReader::new(dec, Some(buf)),
                 back: Some(tx),
             }))
         }
