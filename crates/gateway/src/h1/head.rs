@@ -397,10 +397,14 @@ fn write_length(out: &mut Vec<u8>, n: u64) {
 pub fn write_request<B>(out: &mut Vec<u8>, req: &http::Request<B>, len: Option<u64>) {
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
-    match req.uri().path_and_query() {
-        Some(pq) if !pq.as_str().is_empty() => out.extend_from_slice(pq.as_str().as_bytes()),
-        _ => out.push(b'/'),
+    // An empty path (absolute-form `http://host?q`, authority-form) is sent as `/` (RFC 9112
+    // 3.2.1): `GET ?q` is no request target, and a server may read it any way it likes.
+    // (`PathAndQuery::path` says `/` for an empty path, so the text is looked at.)
+    let pq = req.uri().path_and_query().map_or("", |p| p.as_str());
+    if !pq.starts_with('/') && pq != "*" {
+        out.push(b'/');
     }
+    out.extend_from_slice(pq.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_headers(out, req.headers(), req.extensions().get::<RawHead>());
     match len {

@@ -209,3 +209,25 @@ fn chunked_more_than_once_is_refused() {
         assert_eq!(h.framing, Framing::Chunked);
     }
 }
+
+/// Found by the `h1_request_head` fuzzer: an absolute-form target with a query and no path
+/// (`http://host?q`) went to the server as `GET ?q HTTP/1.1`, which is no request target at all.
+/// RFC 9112 3.2.1: an empty path is sent as `/`.
+#[test]
+fn an_empty_path_goes_to_the_server_as_a_slash() {
+    for (target, sent) in [
+        ("http://gw.example?owa/", "/?owa/"),
+        ("http://gw.example", "/"),
+        ("http://gw.example/a?b", "/a?b"),
+        ("/x?y", "/x?y"),
+        ("*", "*"),
+    ] {
+        let wire = format!("OPTIONS {target} HTTP/1.1\r\nHost: gw.example\r\n\r\n");
+        let h = parse_request(wire.as_bytes(), 8192).unwrap().unwrap();
+        let mut out = Vec::new();
+        write_request(&mut out, &http::Request::from_parts(h.parts, ()), Some(0));
+        let line = format!("OPTIONS {sent} HTTP/1.1\r\n");
+        assert!(out.starts_with(line.as_bytes()), "{target}: {}", out.escape_ascii());
+        assert!(parse_request(&out, 8192).unwrap().is_some(), "{target}");
+    }
+}
