@@ -117,6 +117,13 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
     parts.method = Method::from_bytes(method.as_bytes()).map_err(|_| bad("invalid method"))?;
     parts.uri = Uri::from_maybe_shared(slice(path.as_bytes()))
         .map_err(|_| bad("invalid request target"))?;
+    // Origin-form, absolute-form, or `*` for OPTIONS (RFC 9112 3.2). The `http` crate also
+    // takes a bare authority (`GET host:80`, authority-form, for CONNECT only), which the
+    // gateway does not proxy and would pass on as `GET /`.
+    let asterisk = path == "*" && parts.method == Method::OPTIONS;
+    if parts.uri.scheme().is_none() && !path.starts_with('/') && !asterisk {
+        return Err(bad("request target of the wrong form"));
+    }
     parts.version = if minor == 1 {
         Version::HTTP_11
     } else {

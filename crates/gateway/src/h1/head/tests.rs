@@ -231,3 +231,27 @@ fn an_empty_path_goes_to_the_server_as_a_slash() {
         assert!(parse_request(&out, 8192).unwrap().is_some(), "{target}");
     }
 }
+
+/// Found by the `h1_request_head` fuzzer: `GET 0 HTTP/1.0` was accepted (the `http` crate reads
+/// `0` as an authority) and would have reached the server as `GET /`. Authority-form is for
+/// CONNECT only and asterisk-form for OPTIONS only (RFC 9112 3.2); the gateway proxies neither.
+#[test]
+fn request_targets_of_the_wrong_form_are_refused() {
+    for bad in [
+        &b"GET 0 HTTP/1.0\r\n\r\n"[..],
+        b"GET gw.example:443 HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+        b"CONNECT gw.example:443 HTTP/1.1\r\nHost: gw.example:443\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+    ] {
+        let e = parse_request(bad, 8192).err();
+        let e = e.unwrap_or_else(|| panic!("accepted {}", bad.escape_ascii()));
+        assert_eq!(e.status().as_u16(), 400, "{e}");
+    }
+    for ok in [
+        &b"OPTIONS * HTTP/1.1\r\nHost: gw.example\r\n\r\n"[..],
+        b"GET http://gw.example HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+        b"GET /Microsoft-Server-ActiveSync HTTP/1.1\r\nHost: gw.example\r\n\r\n",
+    ] {
+        assert!(parse_request(ok, 8192).unwrap().is_some(), "{}", ok.escape_ascii());
+    }
+}
