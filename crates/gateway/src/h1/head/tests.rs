@@ -227,7 +227,11 @@ fn an_empty_path_goes_to_the_server_as_a_slash() {
         let mut out = Vec::new();
         write_request(&mut out, &http::Request::from_parts(h.parts, ()), Some(0));
         let line = format!("OPTIONS {sent} HTTP/1.1\r\n");
-        assert!(out.starts_with(line.as_bytes()), "{target}: {}", out.escape_ascii());
+        assert!(
+            out.starts_with(line.as_bytes()),
+            "{target}: {}",
+            out.escape_ascii()
+        );
         assert!(parse_request(&out, 8192).unwrap().is_some(), "{target}");
     }
 }
@@ -252,6 +256,10 @@ fn request_targets_of_the_wrong_form_are_refused() {
         b"GET http://gw.example HTTP/1.1\r\nHost: gw.example\r\n\r\n",
         b"GET /Microsoft-Server-ActiveSync HTTP/1.1\r\nHost: gw.example\r\n\r\n",
     ] {
-        assert!(parse_request(ok, 8192).unwrap().is_some(), "{}", ok.escape_ascii());
+        assert!(
+            parse_request(ok, 8192).unwrap().is_some(),
+            "{}",
+            ok.escape_ascii()
+        );
     }
 }
