@@ -602,7 +602,11 @@ impl Ctx<'_> {
             };
             let part_end = part_end.max(start);
             let part = body.get(start..part_end).unwrap_or_default();
-            self.entity(part, msg_depth, mp_depth, default, out)?;
+            // A delimiter line without a line end (the body's last bytes) has no part after it:
+            // anything written here would be glued onto the delimiter and destroy it.
+            if !(part.is_empty() && start > 0 && body[start - 1] != b'\n') {
+                self.entity(part, msg_depth, mp_depth, default, out)?;
+            }
             out.extend_from_slice(body.get(part_end..next_end).unwrap_or_default());
             if close {
                 out.extend_from_slice(body.get(next_end..).unwrap_or_default());

@@ -117,6 +117,13 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
     parts.method = Method::from_bytes(method.as_bytes()).map_err(|_| bad("invalid method"))?;
     parts.uri = Uri::from_maybe_shared(slice(path.as_bytes()))
         .map_err(|_| bad("invalid request target"))?;
+    // Origin-form, absolute-form, or `*` for OPTIONS (RFC 9112 3.2). The `http` crate also
+    // takes a bare authority (`GET host:80`, authority-form, for CONNECT only), which the
+    // gateway does not proxy and would pass on as `GET /`.
+    let asterisk = path == "*" && parts.method == Method::OPTIONS;
+    if parts.uri.scheme().is_none() && !path.starts_with('/') && !asterisk {
+        return Err(bad("request target of the wrong form"));
+    }
     parts.version = if minor == 1 {
         Version::HTTP_11
     } else {
@@ -305,16 +312,24 @@ fn chunked_last(h: &HeaderMap) -> Option<bool> {
 /// Request body framing (RFC 9112 6.3). Anything ambiguous is refused: a request a server could
 /// frame differently from the gateway is how requests are smuggled.
 fn request_framing(h: &HeaderMap, v: Version) -> Result<Framing, Error> {
-    // Only `chunked` alone: other codings would reach the server decoded by nobody.
-    let only_chunked = h
+    // Only `chunked`, once: other codings would reach the server decoded by nobody, and
+    // `chunked` twice (in one list or on two lines) is a body a server may dechunk once, twice
+    // or refuse (RFC 9112 6.1 forbids it).
+    let mut chunked = 0;
+    for coding in h
         .get_all(header::TRANSFER_ENCODING)
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
         .map(<[u8]>::trim_ascii)
         .filter(|p| !p.is_empty())
-        .all(|p| p.eq_ignore_ascii_case(b"chunked"));
-    if !only_chunked {
-        return Err(bad("Transfer-Encoding other than chunked"));
+    {
+        if !coding.eq_ignore_ascii_case(b"chunked") {
+            return Err(bad("Transfer-Encoding other than chunked"));
+        }
+        chunked += 1;
+    }
+    if chunked > 1 {
+        return Err(bad("chunked applied more than once"));
     }
     match chunked_last(h) {
         Some(_) if v == Version::HTTP_10 => Err(bad("Transfer-Encoding in an HTTP/1.0 request")),
@@ -389,10 +404,14 @@ fn write_length(out: &mut Vec<u8>, n: u64) {
 pub fn write_request<B>(out: &mut Vec<u8>, req: &http::Request<B>, len: Option<u64>) {
     out.extend_from_slice(req.method().as_str().as_bytes());
     out.push(b' ');
-    match req.uri().path_and_query() {
-        Some(pq) if !pq.as_str().is_empty() => out.extend_from_slice(pq.as_str().as_bytes()),
-        _ => out.push(b'/'),
+    // An empty path (absolute-form `http://host?q`, authority-form) is sent as `/` (RFC 9112
+    // 3.2.1): `GET ?q` is no request target, and a server may read it any way it likes.
+    // (`PathAndQuery::path` says `/` for an empty path, so the text is looked at.)
+    let pq = req.uri().path_and_query().map_or("", |p| p.as_str());
+    if !pq.starts_with('/') && pq != "*" {
+        out.push(b'/');
     }
+    out.extend_from_slice(pq.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_headers(out, req.headers(), req.extensions().get::<RawHead>());
     match len {
@@ -489,190 +508,4 @@ fn http_date(out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_head_round_trip_keeps_case_and_values() {
-        let wire = b"POST /Microsoft-Server-ActiveSync?Cmd=Sync&User=u HTTP/1.1\r\nHost: mail.example\r\nMS-ASProtocolVersion: 14.1\r\nContent-Length: 3\r\nX-Dup: a\r\nX-Dup: b\r\n\r\nabc";
-        let h = parse_request(wire, 8192).unwrap().unwrap();
-        assert_eq!(h.len, wire.len() - 3);
-        assert_eq!(h.framing, Framing::Length(3));
-        assert!(!h.close);
-        assert_eq!(h.parts.uri.query(), Some("Cmd=Sync&User=u"));
-        assert_eq!(h.parts.headers["ms-asprotocolversion"], "14.1");
-        assert_eq!(h.parts.headers.get_all("x-dup").iter().count(), 2);
-        let mut out = Vec::new();
-        write_request(&mut out, &http::Request::from_parts(h.parts, ()), Some(3));
-        let s = String::from_utf8(out).unwrap();
-        assert!(s.starts_with("POST /Microsoft-Server-ActiveSync?Cmd=Sync&User=u HTTP/1.1\r\n"));
-        assert!(s.contains("\r\nMS-ASProtocolVersion: 14.1\r\n"), "{s}");
-        assert!(s.contains("\r\nX-Dup: a\r\nX-Dup: b\r\n"), "{s}");
-        assert!(s.ends_with("Content-Length: 3\r\n\r\n"), "{s}");
-    }
-
-    #[test]
-    fn activesync_names_are_matched_in_any_case() {
-        assert_eq!(
-            known_name(b"MS-ASProtocolVersion").unwrap().as_str(),
-            "ms-asprotocolversion"
-        );
-        assert_eq!(known_name(b"X-MS-PolicyKey").unwrap(), "x-ms-policykey");
-        assert!(known_name(b"X-MS-PolicyKeyX").is_none());
-        assert!(known_name(b"Content-Type").is_none());
-    }
-
-    #[test]
-    fn partial_and_malformed_heads() {
-        assert!(
-            parse_request(b"POST / HTTP/1.1\r\nHost: x\r\n", 8192)
-                .unwrap()
-                .is_none()
-        );
-        for bad in [
-            &b"POST / HTTP/1.1\r\nBad Name: x\r\n\r\n"[..],
-            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            b"\x01\x02 / HTTP/1.1\r\n\r\n",
-        ] {
-            let e = parse_request(bad, 8192).err().expect("refused");
-            assert_eq!(e.status().as_u16(), 400, "{e}");
-        }
-        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..=MAX_HEADERS {
-            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
-        }
-        many.extend_from_slice(b"\r\n");
-        let e = parse_request(&many, 8192).err().unwrap();
-        assert_eq!(e.status().as_u16(), 431);
-        let mut long = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
-        long.resize(9000, b'a');
-        long.extend_from_slice(b"\r\n\r\n");
-        let e = parse_request(&long, 8192).err().unwrap();
-        assert_eq!(e.status().as_u16(), 431, "complete but over the limit");
-        assert!(parse_request(&long, 16384).unwrap().is_some());
-    }
-
-    #[test]
-    fn request_framing_and_close() {
-        let h = parse_request(
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: Close\r\n\r\n",
-            8192,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(h.framing, Framing::Chunked);
-        assert!(h.close);
-        let h = parse_request(b"GET / HTTP/1.0\r\n\r\n", 8192)
-            .unwrap()
-            .unwrap();
-        assert!(h.close, "HTTP/1.0 closes by default");
-        assert_eq!(h.framing, Framing::Empty);
-        let h = parse_request(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 8192)
-            .unwrap()
-            .unwrap();
-        assert!(!h.close);
-    }
-
-    #[test]
-    fn response_framing() {
-        let r = parse_response(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nContent-Type: a\r\n\r\nbody",
-            false,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(r.framing, Framing::Length(4));
-        assert!(!r.close);
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", true)
-            .unwrap()
-            .unwrap();
-        assert_eq!(r.framing, Framing::Empty, "HEAD has no body");
-        let r = parse_response(b"HTTP/1.1 200 OK\r\n\r\n", false)
-            .unwrap()
-            .unwrap();
-        assert_eq!(r.framing, Framing::Close);
-        assert!(r.close);
-        let r = parse_response(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n",
-            false,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(r.framing, Framing::Chunked, "chunked wins over a length");
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).is_err());
-        assert!(parse_response(b"HTTP/1.1 20", false).unwrap().is_none());
-    }
-
-    #[test]
-    fn response_head_for_device() {
-        let r = parse_response(
-            b"HTTP/1.1 200 OK\r\nMS-Server-ActiveSync: 14.1\r\nContent-Length: 4\r\n\r\n",
-            false,
-        )
-        .unwrap()
-        .unwrap();
-        let mut out = Vec::new();
-        write_response(&mut out, &r.parts, Out::Length(4), false);
-        let s = String::from_utf8(out).unwrap();
-        assert!(
-            s.starts_with("HTTP/1.1 200 OK\r\nMS-Server-ActiveSync: 14.1\r\n"),
-            "{s}"
-        );
-        assert!(s.contains("Content-Length: 4\r\n"));
-        assert!(s.contains("\r\nDate: "), "a Date is added when missing");
-        let mut out = Vec::new();
-        let (mut parts, ()) = http::Response::new(()).into_parts();
-        parts.status = StatusCode::from_u16(456).unwrap();
-        parts
-            .headers
-            .insert("x-forwarded-for", HeaderValue::from_static("1"));
-        write_response(&mut out, &parts, Out::Length(0), true);
-        let s = String::from_utf8(out).unwrap();
-        assert!(
-            s.starts_with("HTTP/1.1 456 Blocked\r\nX-Forwarded-For: 1\r\n"),
-            "{s}"
-        );
-        assert!(s.contains("Connection: close\r\n"));
-    }
-
-    fn status_line(parts: &http::response::Parts) -> String {
-        let mut out = Vec::new();
-        write_response(&mut out, parts, Out::Length(0), false);
-        let s = String::from_utf8(out).unwrap();
-        s.lines().next().unwrap().to_string()
-    }
-
-    #[test]
-    fn the_servers_reason_phrase_is_kept_unless_the_status_changed() {
-        let parsed = |head: &[u8]| parse_response(head, false).unwrap().unwrap().parts;
-        let p = parsed(
-            b"HTTP/1.1 449 Retry after sending a PROVISION command\r\nContent-Length: 0\r\n\r\n",
-        );
-        assert_eq!(
-            status_line(&p),
-            "HTTP/1.1 449 Retry after sending a PROVISION command"
-        );
-        let p = parsed(b"HTTP/1.1 200 Fine, thanks\r\nContent-Length: 0\r\n\r\n");
-        assert_eq!(status_line(&p), "HTTP/1.1 200 Fine, thanks");
-        // As in MS-ASHTTP's own example: no phrase at all.
-        let p = parsed(b"HTTP/1.1 451\r\nContent-Length: 0\r\n\r\n");
-        assert_eq!(status_line(&p), "HTTP/1.1 451 Redirect");
-        let mut p = parsed(b"HTTP/1.1 200 Fine, thanks\r\nContent-Length: 0\r\n\r\n");
-        p.status = StatusCode::BAD_GATEWAY;
-        assert_eq!(
-            status_line(&p),
-            "HTTP/1.1 502 Bad Gateway",
-            "a stale phrase"
-        );
-        let (mut p, ()) = http::Response::new(()).into_parts();
-        p.status = StatusCode::from_u16(449).unwrap();
-        assert_eq!(
-            status_line(&p),
-            "HTTP/1.1 449 Retry after sending a PROVISION command"
-        );
-    }
-}
+mod tests;

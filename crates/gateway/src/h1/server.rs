@@ -262,9 +262,18 @@ async fn read_request(
             }
         }
         f => {
+            // Body bytes that came with the head are checked before the request goes anywhere:
+            // a malformed chunk-size line among them gets 400, and no server sees the head. (A
+            // later one cuts the request off mid-body: a server never gets it whole.)
+            let dec = Decoder::new(f);
+            if let Err(e) = dec.check(buf.bytes()) {
+                let reason = format!("malformed chunked body: {e}");
+                Box::pin(refuse(io, conn, &Error::BadRequest { reason }, s)).await;
+                return None;
+            }
             let io = slot.take()?;
             let streaming = StreamParts {
-                reader: BodyReader::new(Decoder::new(f), Some(buf)),
+                reader: BodyReader::new(dec, Some(buf)),
                 awaits_continue,
                 limit: s.device_body,
                 gw: gw.clone(),
