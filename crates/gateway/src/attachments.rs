@@ -318,15 +318,14 @@ enum Read {
     All(Bytes),
     /// Above the bound: the bytes read so far (the rest is still in the body).
     Over(Bytes),
-    Failed(String),
+    Failed(std::io::Error),
     Silent,
 }
 
 /// Reads `body` to its end, at most `cap` bytes, each frame within `silence`.
 async fn read_all<B>(body: &mut B, cap: usize, silence: Duration) -> Read
 where
-    B: http_body::Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: http_body::Body<Data = Bytes, Error = std::io::Error> + Unpin,
 {
     let hint = body.size_hint().exact().unwrap_or(0);
     let mut buf = BytesMut::with_capacity(usize::try_from(hint).unwrap_or(0).min(cap));
@@ -334,7 +333,7 @@ where
         let frame = match tokio::time::timeout(silence, body.frame()).await {
             Err(_) => return Read::Silent,
             Ok(None) => break,
-            Ok(Some(Err(e))) => return Read::Failed(e.to_string()),
+            Ok(Some(Err(e))) => return Read::Failed(e),
             Ok(Some(Ok(f))) => f,
         };
         let Ok(data) = frame.into_data() else {
@@ -383,7 +382,8 @@ pub async fn compose_request(
                 blame: Blame::Device,
             });
         }
-        Read::Failed(reason) => return Err(Error::DeviceBody { reason }),
+        // 408 when the body passed its deadline, 400 otherwise.
+        Read::Failed(e) => return Err(Error::device_body(&e)),
         Read::Silent => {
             return Err(Error::DeviceBody {
                 reason: format!("no request body bytes for {silence:?}"),
@@ -522,6 +522,7 @@ pub async fn filter_response(
             return unchecked(gw, rt, plan, resp, Some(prefix), reuse, ex, reason);
         }
         Read::Failed(reason) => {
+            let reason = reason.to_string();
             let e = Error::AttachmentPolicy {
                 status: 502,
                 reason: format!("server {} response body failed: {reason}", server.addr),

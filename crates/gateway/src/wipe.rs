@@ -102,11 +102,8 @@ async fn read_bounded(mut body: DeviceBody, limit: usize, silence: Duration) -> 
                 });
             }
             Ok(None) => return Ok(out.freeze()),
-            Ok(Some(Err(e))) => {
-                return Err(Error::DeviceBody {
-                    reason: e.to_string(),
-                });
-            }
+            // 408 when the body passed its deadline, 400 otherwise.
+            Ok(Some(Err(e))) => return Err(Error::device_body(&e)),
             Ok(Some(Ok(f))) => f,
         };
         if let Ok(data) = frame.into_data() {

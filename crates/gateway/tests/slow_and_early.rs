@@ -456,3 +456,49 @@ async fn a_trickled_http2_body_is_cut_at_the_body_deadline() {
     );
     assert_eq!(body_timeouts(&gw), 1);
 }
+
+/// A streamed body the gateway reads itself — a device marked for wipe sends its Provision, which
+/// the gateway answers — is cut at the body deadline with 408 like any other, not 400.
+#[tokio::test]
+async fn a_trickled_body_the_gateway_reads_itself_gets_408() {
+    let be = echo_backend().await;
+    let mut rt = runtime(&[be.server()]);
+    let limit = Duration::from_millis(500);
+    rt.timeouts.device_body = limit;
+    let gw = start(rt).await;
+    gw.gw
+        .access
+        .patch(br#"{"devices":[{"user":"u","device_id":"W1","state":"wipe"}]}"#)
+        .await
+        .unwrap();
+    let (r, mut w) = TcpStream::connect(gw.addr).await.unwrap().into_split();
+    w.write_all(
+        b"POST /Microsoft-Server-ActiveSync?Cmd=Provision&User=u&DeviceId=W1&DeviceType=iPhone HTTP/1.1\r\n\
+          Host: gw.test\r\nMS-ASProtocolVersion: 14.1\r\nContent-Type: application/vnd.ms-sync.wbxml\r\n\
+          Transfer-Encoding: chunked\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // One 1-byte chunk every 50 ms (never silent for long), for up to 2 s.
+    let writer = tokio::spawn(async move {
+        for _ in 0..40 {
+            if w.write_all(b"1\r\n\x03\r\n").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        std::future::pending::<()>().await;
+    });
+    let mut raw = Raw {
+        s: r,
+        buf: Vec::new(),
+    };
+    let t0 = Instant::now();
+    let resp = raw.response().await.expect("an answer");
+    let took = t0.elapsed();
+    assert_eq!(resp.status, 408, "after {took:?}: {}", resp.head);
+    assert!(took < limit * 3, "answered after {took:?}");
+    raw.closed_within(STEP).await;
+    writer.abort();
+    assert_eq!(be.count(), 0, "a wipe is answered by the gateway");
+}
