@@ -165,7 +165,10 @@ async fn serve_connection(
     // Pings included) carries neither.
     let (io, carry) = match tls {
         Some(cfg) => match Box::pin(accept_tls(cfg, tcp, peer, first)).await {
-            None => return,
+            None => {
+                first_request_missed(&gw, first);
+                return;
+            }
             Some(Accepted::H1(io)) => (io, None),
             Some(Accepted::H2(stream)) => {
                 let io = TokioIo::new(*stream);
@@ -176,6 +179,7 @@ async fn serve_connection(
         None => match sniff_h2(&mut tcp, first).await {
             None => {
                 tracing::debug!(%peer, "device sent no request in time");
+                first_request_missed(&gw, first);
                 return;
             }
             Some(Sniffed::H2) => {
@@ -187,6 +191,14 @@ async fn serve_connection(
         },
     };
     h1::server::serve(gw, conn, io, carry, stop, settings, first).await;
+}
+
+/// Counts a connection closed because its TLS handshake or first bytes missed the deadline from
+/// accept (one that failed or closed earlier is not a refusal of ours).
+fn first_request_missed(gw: &Gateway, deadline: Instant) {
+    if Instant::now() >= deadline {
+        gw.metrics.device_refused("first_request_timeout");
+    }
 }
 
 enum Accepted {

@@ -436,7 +436,7 @@ impl Metrics {
                 "easgate_access_decisions_total{{action=\"{action}\",rule=\"{rule}\"}} {n}"
             );
         }
-        out.push_str("# HELP easgate_device_refusals_total Device requests the gateway refused on its own account, by reason (body_timeout: body not complete within device_body_timeout_ms; h2_first_request_timeout: HTTP/2 connection without a request within device_request_timeout_ms of accept).\n");
+        out.push_str("# HELP easgate_device_refusals_total Device requests the gateway refused on its own account, by reason (body_timeout: body not complete within device_body_timeout_ms; h2_first_request_timeout: HTTP/2 connection without a request within device_request_timeout_ms of accept; first_request_timeout: TLS handshake or first bytes not done by then).\n");
         out.push_str("# TYPE easgate_device_refusals_total counter\n");
         for (reason, n) in self.refusals.lock().iter() {
             let _ = writeln!(

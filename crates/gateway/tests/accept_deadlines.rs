@@ -150,6 +150,32 @@ async fn an_http2_connection_without_a_request_is_closed_at_one_timeout_from_acc
     );
 }
 
+/// A connection that sends nothing, plain or TLS (a half-done handshake), is closed at the
+/// deadline and counted, so an admin sees scanners and stuck clients in the metrics.
+#[tokio::test]
+async fn silent_connections_are_closed_at_the_deadline_and_counted() {
+    let tls = device_tls();
+    let mut rt = short_timeout_runtime();
+    rt.device_tls = Some(tls.server.clone());
+    let with_tls = start(rt).await;
+    let plain = start(short_timeout_runtime()).await;
+    for g in [&plain, &with_tls] {
+        let mut tcp = TcpStream::connect(g.addr).await.unwrap();
+        let t0 = Instant::now();
+        until_closed(&mut tcp).await;
+        let took = t0.elapsed();
+        assert!(
+            took >= TIMEOUT.mul_f32(0.8) && took < TIMEOUT.mul_f32(1.5),
+            "{took:?}"
+        );
+        let line = "easgate_device_refusals_total{reason=\"first_request_timeout\"} 1";
+        eventually("the refusal counted", || {
+            g.gw.metrics.render().contains(line)
+        })
+        .await;
+    }
+}
+
 // --- management ---------------------------------------------------------------------------
 
 struct Mgmt {
