@@ -1,6 +1,7 @@
 //! Attachment control: rewriting a realistic ~1 MB Sync response (100 mails, HTML bodies of
 //! ~8 KB, 2 attachments each). Target: rewriting adds < 2 ms at p50.
 //! `cargo bench -p eas --bench attachment`; medians in target/criterion/*/new/estimates.json.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use eas::attachment::wbxml_rewrite::rewrite_response;

@@ -1,6 +1,7 @@
 //! Attachment control engine (issue 5): every place, every action, with the real SOGo captures
 //! in `shared/eas-samples/` and bodies built with `crates/wbxml`; encrypt tests decrypt with the
 //! real `openssl cms -decrypt`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};

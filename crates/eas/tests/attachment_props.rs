@@ -1,5 +1,6 @@
 //! Property tests of the attachment rewrite: never panics, always valid WBXML, deliver is
 //! byte-identical, remove leaves no Attachment and every other token unchanged.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::borrow::Cow;
 

@@ -1,5 +1,6 @@
 //! The responses the gateway builds itself decode, with libwbxml2's `wbxml2xml -l ACTIVESYNC`
 //! (Debian `libwbxml2-utils`), to the XML a real server sends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::process::Command as Process;
 

@@ -1,6 +1,7 @@
 //! Inputs the `mime_attachments` fuzzer (fuzz/fuzz_targets/mime_attachments.rs) found, kept as
 //! tests: after "remove" a second look at the message must find no attachment left, and the
 //! message must keep its structure.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use eas::attachment::{Decision, Exclusions, Policy, mime};
 

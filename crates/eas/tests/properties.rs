@@ -1,5 +1,6 @@
 //! Property tests: the base64 query round-trips for random valid fields, the request model
 //! agrees with what was encoded, and no parser panics on random input.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use eas::headers::{MS_AS_PROTOCOL_VERSION, X_MS_POLICY_KEY};
 use eas::{

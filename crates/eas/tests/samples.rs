@@ -1,5 +1,6 @@
 //! The crate against the real captured / libwbxml-encoded samples in `shared/eas-samples`
 //! (located via `$EASGATE_SHARED` or `<workspace>/../shared`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! The binary: `easgate check-config` exit codes and output, and `easgate gateway` as a process —
 //! refusing a bad config, reloading on a real SIGHUP, draining and exiting 0 on SIGTERM.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,5 +1,6 @@
 //! `easgate wbxml decode|encode [FILE]`: same bytes as libwbxml's tools on the shared samples,
 //! stdin when no file, and errors on stderr with exit code 1 (never a panic).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -9,6 +9,7 @@
 //! cargo run --release -p gateway --example attachment_bench      # N=400 requests per path
 //! N=1000 cargo run --release -p gateway --example attachment_bench
 //! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fixture, not shipped
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -1,6 +1,7 @@
 //! Deadlines from accept, over real sockets: one device request deadline from accept to the first
 //! complete request head (TLS handshake and HTTP/2 sniff included), and a management port that a
 //! handful of silent sockets from one address cannot lock admins out of.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Property: any sequence of PATCH bodies (valid or not) and wipe acknowledgements keeps the
 //! access list equal to a simple model — an invalid body changes nothing, keys are unique and
 //! case-insensitive, `wiped` is only ever set by an acknowledgement.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::collections::{BTreeMap, HashSet};
 

@@ -1,5 +1,6 @@
 //! The state file: write, "restart" (a new instance loads it) and get the same decisions; atomic
 //! mode-0600 writes; a corrupt file refuses to start and is kept for the admin.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

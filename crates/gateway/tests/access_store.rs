@@ -1,6 +1,7 @@
 //! The request-path and management API of `gateway::access` end to end (no HTTP): every rule
 //! through `check`, the wipe exchange's state transitions, parked-request signals, the
 //! association inventory.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::sync::Arc;
 use std::time::Duration;

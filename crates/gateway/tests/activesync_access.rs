@@ -3,6 +3,7 @@
 //! management API (TLS + bearer token), report-only, portal-unreachable behaviour, a restart on
 //! the persisted list, a parked Ping ended by a block, plain and base64 queries. The scripted
 //! backend records every request: each block test asserts it got nothing from the blocked device.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

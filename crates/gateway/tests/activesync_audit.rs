@@ -1,6 +1,7 @@
 //! Issue 4 audit: a device request's `request` and `response` audit lines carry the access
 //! decision (ALLOW / BLOCK / WIPE), the rule, and one `use_case_id` that pairs them. Alone in its
 //! test binary: the subscriber is per thread, and tracing caches callsite interest per process.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

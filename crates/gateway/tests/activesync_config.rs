@@ -1,6 +1,7 @@
 //! Issue 4 config: `[device_access]` and `activesync.redirect_allowed_hosts` are validated with
 //! every other field (all errors at once, each naming the field), and the persisted device state
 //! is found under the data dir.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -2,6 +2,7 @@
 //! The gateway answers 4xx or forwards, never panics (it keeps answering), and never forwards a
 //! request that does not name a valid DeviceId: everything the backend receives parses with
 //! `eas::EasRequest` and has one.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

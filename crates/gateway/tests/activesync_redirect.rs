@@ -3,6 +3,7 @@
 //! with redirect processing off the 451 passes unchanged; a 451 to a host outside the service's
 //! servers and `redirect_allowed_hosts` is refused with 502 and the target sees nothing; a body
 //! too large to replay lets the 451 through; a blocked device never reaches a 451 target.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! the command's Status 140 for 14.0+); its Provision gets Status 1 + RemoteWipe (decoded with
 //! `crates/wbxml`, checked field by field); the acknowledgement marks the list entry and the
 //! association Wiped; afterwards the device is blocked. The server never sees any of it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Issue 5: the audit `response` line carries what attachment control did (action, outcome and
 //! the attachments removed / encrypted / excluded); requests it did not apply to carry nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod attachments_support;
 mod support;

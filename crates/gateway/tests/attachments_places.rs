@@ -2,6 +2,7 @@
 //! real SOGo captures (`shared/eas-samples/`) and bodies built with `crates/wbxml`, for every
 //! place an attachment travels and every action. Encrypted bytes are opened with the real
 //! `openssl cms -decrypt` and compared with the original attachment.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod attachments_support;
 mod support;

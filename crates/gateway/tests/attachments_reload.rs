@@ -2,6 +2,7 @@
 //! apply path (`PUT /v1/config` → validate → persist → swap) applies to the next request, while a
 //! Ping parked at a scripted backend stays connected and completes. Invalid attachment settings
 //! are rejected with `attachment_control.<field>` errors and change nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod attachments_support;
 mod support;

@@ -1,6 +1,7 @@
 //! SIGHUP's reload path (`ControlPlane::reload_from_file`): a good file is swapped in for new
 //! requests, a bad one changes nothing, listen changes are reported as needing a restart.
 //! (The real signal, end to end, is tested with the binary in `crates/easgate/tests/cli_config.rs`.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

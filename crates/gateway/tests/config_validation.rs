@@ -1,5 +1,6 @@
 //! Every validation rule: a bad value gives an error naming the field, the value and what is
 //! allowed; good configs (the shipped example included) validate; files are loaded and checked.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -5,6 +5,7 @@
 //!
 //! The device side is a raw socket (the gateway's own HTTP code must not decode its answers) and
 //! the server a raw listener that records every byte it is sent.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! aliases of one user hit one list entry; device slots are taken only by devices a server
 //! accepted; an OPTIONS naming a blocked pair is not forwarded. Each test asserts what the server
 //! received: nothing, wherever the gateway refuses.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

@@ -5,6 +5,7 @@
 //!
 //! The peer's address comes from `EASGATE_SOGO` (default `127.0.0.1:20080`). With no peer
 //! listening the tests FAIL with instructions, unless `EASGATE_INTEROP=skip`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

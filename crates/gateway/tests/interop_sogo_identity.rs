@@ -2,6 +2,7 @@
 //! decision keys on the login SOGo authenticates, and only devices SOGo accepted take a slot of
 //! the mailbox's device limit. With no peer listening the tests FAIL with instructions, unless
 //! `EASGATE_INTEROP=skip`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

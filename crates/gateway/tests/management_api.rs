@@ -1,5 +1,6 @@
 //! The management API over real sockets and real TLS: credentials (token and client
 //! certificate), status, config read/replace with validation and atomic persistence, metrics.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::fs;
 use std::net::SocketAddr;

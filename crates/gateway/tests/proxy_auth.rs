@@ -2,6 +2,7 @@
 //! untouched (Basic, Bearer); NTLM / Negotiate bind the login to the server connection, so a
 //! device connection that uses them keeps one server connection for itself, and an
 //! authenticated server connection is never shared with another device.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Issue 3, item 9 (forwarding): hop-by-hop headers removed both ways, `X-Forwarded-For` /
 //! `X-Forwarded-Proto` added (incoming ones believed only from trusted proxies), header case
 //! preserved, bodies streamed in both directions (nothing waits for a whole body).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

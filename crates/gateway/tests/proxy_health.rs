@@ -3,6 +3,7 @@
 //! never count); with the check off it is tried again after `dead_time`; with it on it stays
 //! Unreachable until `live_threshold` consecutive good checks. The check is `OPTIONS` on the
 //! ActiveSync path with the server's host name, and any HTTP answer (401 included) is good.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

@@ -7,6 +7,7 @@
 //! Both ends are raw sockets read and written byte by byte here (the device side and scripted
 //! servers), with a small HTTP/1.1 reader of its own ([`Wire`]) so nothing depends on the code
 //! under test to decode what the gateway sends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! client TLS is off, only ActiveSync paths served (everything else 404 from the gateway, never
 //! forwarded), ActiveSync disabled → 503, header and body limits (431 / 413), the device request
 //! timeout, and graceful drain of parked requests on shutdown.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

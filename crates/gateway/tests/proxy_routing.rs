@@ -1,5 +1,6 @@
 //! Issue 3, item 2 (routing): the Host header (or HTTP/2 `:authority`), port stripped, compared
 //! case-insensitively with the service names; no match → the `default` service.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

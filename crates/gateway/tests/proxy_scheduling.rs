@@ -2,6 +2,7 @@
 //! (refused, timeout, TLS) moves the same request to the next live server; a failure after the
 //! request went out is never retried (502, or 504 on a response timeout); every server dead →
 //! 503 with Retry-After. Also: a pooled connection the server closed silently (SOGo) is not used.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Issue 3, item 6 (server TLS): SNI and host-name verification against the configured roots;
 //! a verification failure is a connect failure (next server, nothing sent) and is reported with
 //! the names the certificate was issued to.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! HeartbeatInterval waits heartbeat + margin for its server (an empty Ping: the device's last
 //! heartbeat, 3540 s when unknown) instead of the 60 s response timeout. Socket silence while a
 //! body is moving (either direction) is cut after `socket_read_write`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

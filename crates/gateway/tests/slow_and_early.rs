@@ -5,6 +5,7 @@
 //!
 //! The device side is a raw socket with a small response reader of its own, so nothing depends
 //! on the code under test to decode what the gateway sends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! on a realistic ~1 MB Sync response with 100 mails. `scripts/bench-wbxml.sh` runs it beside
 //! libwbxml2's `wbxml2xml` on the same bytes. A token-dense variant (100-byte bodies) shows the
 //! reader's speed where memchr over long strings does not help.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 #[path = "support/sync_response.rs"]
 mod sync_response;

@@ -1,5 +1,6 @@
 //! Writes the benchmark's ~1 MB Sync response (100 mails) to the file given, or stdout,
 //! so `scripts/bench-wbxml.sh` can time other tools on the same bytes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fixture, not shipped
 
 #[path = "../benches/support/sync_response.rs"]
 mod sync_response;

@@ -1,6 +1,7 @@
 //! `to_xml FILE [RUNS]`: the XML bridge as a one-shot process, so `scripts/bench-wbxml.sh` can
 //! time it exactly like libwbxml2's `wbxml2xml` (start, read, convert, write). The product CLI is
 //! `easgate wbxml decode`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark fixture, not shipped
 
 use std::io::Write;
 

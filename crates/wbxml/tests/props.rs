@@ -1,5 +1,6 @@
 //! Property tests: random valid trees round-trip (binary and XML), rewrites equal tree edits,
 //! and random or mutated bytes never panic and never get past the limits.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use proptest::prelude::*;
 use wbxml::codepage::{self, TagDef};

@@ -1,5 +1,6 @@
 //! Rewriting: untouched parts byte-identical, page state right around edits, and the
 //! attachment-stripping case against libwbxml.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Every shared EAS sample through every path of the codec, and against libwbxml2 for real.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod common;
 

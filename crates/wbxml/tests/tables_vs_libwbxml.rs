@@ -11,6 +11,7 @@
 //!
 //! Page 25 (Find) is not in libwbxml2 0.11.8. Without `xml2wbxml`/`wbxml2xml` the tests fail
 //! (`scripts/test.sh` installs `libwbxml2-utils`) unless `EASGATE_NO_LIBWBXML=1`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

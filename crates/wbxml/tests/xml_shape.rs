@@ -1,5 +1,6 @@
 //! Corner cases of libwbxml's XML shape (mixed content, whitespace, escapes, opaque), each
 //! compared with what `wbxml2xml -l ACTIVESYNC -m 1` prints for the same bytes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up
 
 mod common;
 

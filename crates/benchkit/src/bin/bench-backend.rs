@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -85,10 +85,10 @@ fn wbxml(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        "application/vnd.ms-sync.wbxml".parse().unwrap(),
+        HeaderValue::from_static("application/vnd.ms-sync.wbxml"),
     );
-    h.insert("MS-Server-ActiveSync", "14.1".parse().unwrap());
-    h.insert(header::CACHE_CONTROL, "private".parse().unwrap());
+    h.insert("MS-Server-ActiveSync", HeaderValue::from_static("14.1"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
     r
 }
 
@@ -119,13 +119,13 @@ async fn handle(
         let h = r.headers_mut();
         h.insert(
             "MS-ASProtocolVersions",
-            "2.5,12.0,12.1,14.0,14.1".parse().unwrap(),
+            HeaderValue::from_static("2.5,12.0,12.1,14.0,14.1"),
         );
         h.insert(
             "MS-ASProtocolCommands",
-            "Sync,SendMail,SmartForward,SmartReply,GetAttachment,FolderSync,Ping,Provision"
-                .parse()
-                .unwrap(),
+            HeaderValue::from_static(
+                "Sync,SendMail,SmartForward,SmartReply,GetAttachment,FolderSync,Ping,Provision",
+            ),
         );
         return Ok(r);
     }

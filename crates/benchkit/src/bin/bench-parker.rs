@@ -141,17 +141,17 @@ impl ServerCertVerifier for AnyCert {
     }
 }
 
-fn tls_connector() -> tokio_rustls::TlsConnector {
+fn tls_connector() -> std::io::Result<tokio_rustls::TlsConnector> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let algs = provider.signature_verification_algorithms;
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .expect("protocol versions")
+        .map_err(std::io::Error::other)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCert(algs)))
         .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(cfg)))
 }
 
 fn request(args: &Args, i: u32, ping_body: &[u8], sync_body: &[u8]) -> Vec<u8> {
@@ -303,7 +303,9 @@ async fn one(
     match tls {
         None => hold(tcp, args.mode, req, &c, permit, deadline, shutdown).await,
         Some(tls) => {
-            let name = ServerName::try_from(args.host.clone()).expect("valid --host");
+            let Ok(name) = ServerName::try_from(args.host.clone()) else {
+                return fail(&c, "--host is not a valid TLS server name");
+            };
             match timeout(deadline, tls.connect(name, tcp)).await {
                 Ok(Ok(s)) => hold(s, args.mode, req, &c, permit, deadline, shutdown).await,
                 Ok(Err(e)) => fail(&c, &format!("tls: {e}")),
@@ -345,7 +347,7 @@ fn main() -> std::io::Result<()> {
         let c = Arc::new(Counters::default());
         let gate = Arc::new(Semaphore::new(args.in_flight.max(1)));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let tls = args.tls.then(tls_connector);
+        let tls = args.tls.then(tls_connector).transpose()?;
         let start = Instant::now();
         let mut tick =
             tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1))));
