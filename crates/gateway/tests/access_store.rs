@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gateway::access::{
     AccessMode, AccessPolicy, AccessState, Action, AllowBlock, AssociationQuery, DeviceAccess,
-    PortalSync, Reason, Reasons, RequestInfo, Rule, Timestamp, WipeAck,
+    ManualClock, PortalSync, Reason, Reasons, RequestInfo, Rule, Timestamp, WipeAck,
 };
 
 fn req<'a>(user: &'a str, device_id: &'a str) -> RequestInfo<'a> {
@@ -130,16 +130,18 @@ async fn only_devices_a_server_accepted_count_against_the_limit() {
 
 #[tokio::test]
 async fn portal_unreachable_new_devices() {
-    let a = access(AccessPolicy {
-        when_portal_unreachable: AllowBlock::Block,
-        ..AccessPolicy::default()
-    });
+    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+    let a = DeviceAccess::in_memory_with_clock(
+        AccessPolicy {
+            when_portal_unreachable: AllowBlock::Block,
+            ..AccessPolicy::default()
+        },
+        clock.clone(),
+    );
     a.set_portal(PortalSync::InSync);
     assert_eq!(a.check(&req("erin", "old")).action, Action::Allow);
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    a.set_portal(PortalSync::Unreachable {
-        since: Timestamp::now(),
-    });
+    clock.advance(Duration::from_millis(1));
+    a.set_portal(PortalSync::Unreachable { since: a.now() });
     let d = a.check(&req("erin", "new"));
     assert_eq!(
         (d.action, d.rule),

@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway::access::{DeviceAccess, PortalSync, Timestamp};
+use gateway::access::{DeviceAccess, ManualClock, PortalSync, Timestamp};
 use gateway::state::Gateway;
 use http::{Request, StatusCode};
 use support::*;
@@ -150,11 +150,14 @@ async fn while_the_portal_is_unreachable_new_devices_follow_when_portal_unreacha
     let b = ok_backend().await;
     let mut rt = runtime(&[b.server()]);
     device_access(&mut rt, "when_portal_unreachable = \"block\"");
-    let gw = start(rt).await;
+    let clock = ManualClock::new(Timestamp::from_millis(1_800_000_000_000));
+    let policy = gateway::access::policy_or_fail_closed(&rt.source.device_access);
+    let access = DeviceAccess::in_memory_with_clock(policy, clock.clone());
+    let gw = start_gw(Gateway::with_access(rt, access)).await;
     assert_eq!(sync(&gw, "erin", "Known1").await, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    clock.advance(Duration::from_millis(1));
     gw.gw.access.set_portal(PortalSync::Unreachable {
-        since: Timestamp::now(),
+        since: gw.gw.access.now(),
     });
     assert_eq!(sync(&gw, "erin", "New1").await, StatusCode::FORBIDDEN);
     assert_eq!(sync(&gw, "erin", "Known1").await, StatusCode::OK);

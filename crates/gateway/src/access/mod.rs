@@ -32,7 +32,7 @@ pub use list::{
 };
 pub use naming::UserNaming;
 pub use store::{AccessChange, AccessChanges, DeviceAccess, WipeAck};
-pub use time::Timestamp;
+pub use time::{Clock, ManualClock, Timestamp, WallClock};
 
 /// The normalised `(user, DeviceId)` key of the access list and the associations.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

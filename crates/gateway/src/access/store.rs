@@ -36,7 +36,7 @@ use super::list::{
     AccessEntry, AccessList, AccessState, ChangeReport, ListChange, MAX_LIST_ENTRIES, WipeRecord,
     parse_patch, parse_replace, validate_key,
 };
-use super::time::Timestamp;
+use super::time::{Clock, Timestamp, WallClock};
 use super::{AccessError, DeviceKey, UserNaming};
 
 /// State file format version (bumped on incompatible changes).
@@ -126,12 +126,26 @@ pub struct DeviceAccess {
     flush_soon: Notify,
     /// `None`: in-memory only (tests, or persistence disabled by the caller).
     path: Option<PathBuf>,
+    /// Where first/last seen, wipe times and list changes take their time from.
+    clock: Arc<dyn Clock>,
 }
 
 impl DeviceAccess {
     /// An empty, in-memory state (nothing is persisted).
     pub fn in_memory(policy: AccessPolicy) -> Arc<Self> {
         Arc::new(Self::empty(policy, None))
+    }
+
+    /// An empty, in-memory state that reads the time from `clock` (tests move it by hand).
+    pub fn in_memory_with_clock(policy: AccessPolicy, clock: Arc<dyn Clock>) -> Arc<Self> {
+        let mut this = Self::empty(policy, None);
+        this.clock = clock;
+        Arc::new(this)
+    }
+
+    /// Now, by this state's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     fn empty(policy: AccessPolicy, path: Option<PathBuf>) -> Self {
@@ -147,6 +161,7 @@ impl DeviceAccess {
             flush_lock: tokio::sync::Mutex::new(()),
             flush_soon: Notify::new(),
             path,
+            clock: Arc::new(WallClock),
         }
     }
 
@@ -272,7 +287,7 @@ impl DeviceAccess {
     pub fn check_key(&self, key: &DeviceKey, req: &RequestInfo<'_>) -> Decision {
         let policy = self.policy.load();
         let portal = self.portal();
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let decision = self.assoc.with_user(&key.user, |devs| {
             let list = self.list.read();
             let (decision, state) = decide_locked(&policy, portal, &list, devs, key);
@@ -409,7 +424,7 @@ impl DeviceAccess {
     /// device is not marked Wipe (then the caller must not send one).
     pub fn wipe_sent(&self, user: &str, device_id: &str) -> bool {
         let key = self.key(user, device_id);
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let mut list = self.list.write();
         let Some(entry) = list.get_mut(&key).filter(|e| e.state == AccessState::Wipe) else {
             return false;
@@ -430,7 +445,7 @@ impl DeviceAccess {
     /// soon (the request path does not wait for the disk).
     pub fn wipe_acknowledged(&self, user: &str, device_id: &str, status: u32) -> WipeAck {
         let key = self.key(user, device_id);
-        let now = Timestamp::now();
+        let now = self.clock.now();
         let mut list = self.list.write();
         let Some(entry) = list.get_mut(&key).filter(|e| e.state == AccessState::Wipe) else {
             return WipeAck::NotPending;
@@ -498,7 +513,7 @@ impl DeviceAccess {
         let report = self
             .list
             .write()
-            .apply(change, Timestamp::now(), MAX_LIST_ENTRIES)?;
+            .apply(change, self.clock.now(), MAX_LIST_ENTRIES)?;
         if !report.changed.is_empty() {
             self.mark_dirty();
             let msg = if report.changed.len() > MAX_KEYS_PER_CHANGE {
@@ -602,7 +617,7 @@ impl DeviceAccess {
             .collect();
         let state = StateFile {
             format: STATE_FORMAT,
-            saved_at: Timestamp::now(),
+            saved_at: self.clock.now(),
             devices,
             associations,
         };
