@@ -133,7 +133,7 @@ fn summary(rt: &Runtime) -> String {
     let certificate = match &src.tls.cert {
         Some(cert) => cert.clone(),
         None => {
-            let (path, _) = gateway::devcert::paths(&rt.data_dir);
+            let (path, _) = gateway::dev_certificate::paths(&rt.data_dir);
             format!(
                 "development certificate {} (devices will not trust it)",
                 path.display()

@@ -33,7 +33,7 @@ pub use listener::{serve_devices, serve_devices_on};
 
 // Control plane: config validation, management API, reload, process lifecycle.
 pub mod atomic_file;
-pub mod devcert;
+pub mod dev_certificate;
 pub mod management;
 pub mod reload;
 pub mod server;

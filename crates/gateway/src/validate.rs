@@ -23,7 +23,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::devcert;
+use crate::dev_certificate;
 use crate::model::{
     ActiveSyncModel, HealthCheckPolicy, IpNet, ListenAddrs, ManagementAuth, RequestLimits, Runtime,
     Scheduling, ServerAddr, ServerAuth, ServerPolicy, ServiceModel, Timeouts,
@@ -735,7 +735,7 @@ impl Checker<'_> {
             }
             (None, None) => {
                 let data_dir = data_dir?;
-                match devcert::load_or_generate(data_dir, sentry_host, mode) {
+                match dev_certificate::load_or_generate(data_dir, sentry_host, mode) {
                     Ok(dev) => Some((dev.chain, dev.key)),
                     Err(msg) => {
                         self.err(

@@ -753,7 +753,7 @@ fn development_certificate_is_generated_once_and_private() {
     let f = Fixture::new();
     let config = f.config();
     let first = validate::validate(&config, f.base(), DevCertMode::Persist).unwrap();
-    let (cert, key) = gateway::devcert::paths(&first.data_dir);
+    let (cert, key) = gateway::dev_certificate::paths(&first.data_dir);
     assert!(cert.exists() && key.exists());
     assert_eq!(
         fs::metadata(&key).unwrap().permissions().mode() & 0o777,

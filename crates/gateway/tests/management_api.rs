@@ -84,7 +84,7 @@ impl Mgmt {
         fs::set_permissions(&config_path, fs::Permissions::from_mode(0o640)).unwrap();
 
         let runtime = validate::load_file(&config_path, DevCertMode::Persist).unwrap();
-        let (cert_path, _) = gateway::devcert::paths(&runtime.data_dir);
+        let (cert_path, _) = gateway::dev_certificate::paths(&runtime.data_dir);
         let server_ca = validate::read_certs(&cert_path).unwrap().remove(0);
         let cp = ControlPlane::new(Gateway::new(runtime), &config_path);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
