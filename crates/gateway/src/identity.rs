@@ -125,25 +125,33 @@ fn authenticated(
     }
 }
 
-/// The request's user: the authenticated one, which the query's `User` (when present) must
-/// match; the query's alone only when nothing is authenticated.
+/// The request's user, where it came from, and its access key: the authenticated one, which the
+/// query's `User` (when present) must match; the query's alone only when nothing is
+/// authenticated. Each name is normalised once.
 fn user_of(
     authenticated: Option<(String, UserSource)>,
     claimed: Option<String>,
     naming: &UserNaming,
-) -> Result<(String, UserSource)> {
+) -> Result<(String, UserSource, String)> {
     match (authenticated, claimed) {
         (Some((login, source)), Some(claimed)) => {
-            if naming.key(&login) != naming.key(&claimed) {
+            let key = naming.key(&login);
+            if key != naming.key(&claimed) {
                 return Err(Error::UserMismatch {
                     login: crate::access::clip(&login),
                     claimed: crate::access::clip(&claimed),
                 });
             }
-            Ok((login, source))
+            Ok((login, source, key))
         }
-        (Some(auth), None) => Ok(auth),
-        (None, Some(claimed)) => Ok((claimed, UserSource::Query)),
+        (Some((login, source)), None) => {
+            let key = naming.key(&login);
+            Ok((login, source, key))
+        }
+        (None, Some(claimed)) => {
+            let key = naming.key(&claimed);
+            Ok((claimed, UserSource::Query, key))
+        }
         (None, None) => Err(Error::NoUser),
     }
 }
@@ -178,9 +186,12 @@ pub fn identify<B>(req: &Request<B>, with: &IdentifyWith<'_>) -> Result<Identifi
     let login = authenticated(parsed.headers.authorization.as_ref(), with)?;
     // An empty or blank `User` names nobody.
     let claimed = parsed.user.take().filter(|u| !u.trim().is_empty());
-    let (user, source) = user_of(login, claimed, with.naming)?;
+    let (user, source, user_key) = user_of(login, claimed, with.naming)?;
     let device_id = device_id.into_string();
-    let key = DeviceKey::new(with.naming, &user, &device_id);
+    let key = DeviceKey {
+        user: user_key,
+        device: device_id.to_ascii_lowercase(),
+    };
     Ok(Identified::Device(DeviceIdentity {
         user,
         source,
