@@ -46,6 +46,15 @@ async fn until_closed<R: AsyncRead + Unpin>(r: &mut R) {
     panic!("too many reads before the connection closed");
 }
 
+/// A close that came at the one deadline from accept: not early, and not a second timeout late.
+fn assert_one_timeout(took: Duration) {
+    assert!(took >= TIMEOUT.mul_f32(0.8), "closed too early: {took:?}");
+    assert!(
+        took < TIMEOUT.mul_f32(1.5),
+        "closed after {took:?}: more than 1.5x the {TIMEOUT:?} device request timeout"
+    );
+}
+
 /// Writes `bytes` one at a time, every 100 ms, until they run out or the peer is gone.
 async fn trickle<W: AsyncWrite + Unpin>(w: &mut W, bytes: &[u8]) {
     for b in bytes {
@@ -75,11 +84,7 @@ async fn a_trickled_plain_head_is_closed_at_one_timeout_from_accept() {
     let took = t0.elapsed();
     eprintln!("plain trickle closed after {took:?} (timeout {TIMEOUT:?})");
     writer.abort();
-    assert!(took >= TIMEOUT.mul_f32(0.8), "closed too early: {took:?}");
-    assert!(
-        took < TIMEOUT.mul_f32(1.5),
-        "closed after {took:?}: more than 1.5x the {TIMEOUT:?} device request timeout"
-    );
+    assert_one_timeout(took);
 }
 
 /// Item 3 (b): a TLS client that finishes its handshake just before the deadline and then
@@ -111,11 +116,7 @@ async fn a_late_tls_handshake_then_trickled_head_is_closed_at_one_timeout_from_a
     let took = t0.elapsed();
     eprintln!("TLS trickle closed after {took:?} (timeout {TIMEOUT:?})");
     writer.abort();
-    assert!(took >= TIMEOUT.mul_f32(0.8), "closed too early: {took:?}");
-    assert!(
-        took < TIMEOUT.mul_f32(1.5),
-        "closed after {took:?}: more than 1.5x the {TIMEOUT:?} device request timeout"
-    );
+    assert_one_timeout(took);
 }
 
 /// HTTP/2 prior knowledge: a preface trickled for most of the timeout, then no request at all,
@@ -144,11 +145,7 @@ async fn an_http2_connection_without_a_request_is_closed_at_one_timeout_from_acc
     let metrics = g.gw.metrics.render();
     let line = "easgate_device_refusals_total{reason=\"h2_first_request_timeout\"} 1";
     assert!(metrics.contains(line), "{line} not in:\n{metrics}");
-    assert!(took >= TIMEOUT.mul_f32(0.8), "closed too early: {took:?}");
-    assert!(
-        took < TIMEOUT.mul_f32(1.5),
-        "closed after {took:?}: more than 1.5x the {TIMEOUT:?} device request timeout"
-    );
+    assert_one_timeout(took);
 }
 
 /// A connection that sends nothing, plain or TLS (a half-done handshake), is closed at the

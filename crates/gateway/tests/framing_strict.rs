@@ -25,6 +25,23 @@ const TARGET: &str =
     "/Microsoft-Server-ActiveSync?Cmd=SendMail&User=u&DeviceId=DEV1&DeviceType=iPhone";
 
 /// A server that answers every request 200 and keeps what it was sent.
+/// The server got no connection and no byte.
+fn assert_nothing_reached(
+    conns: &std::sync::atomic::AtomicUsize,
+    got: &parking_lot::Mutex<Vec<u8>>,
+) {
+    assert_eq!(
+        conns.load(Ordering::SeqCst),
+        0,
+        "no connection reached the server"
+    );
+    assert!(
+        got.lock().is_empty(),
+        "the server received {:?}",
+        got.lock()
+    );
+}
+
 async fn recording_server() -> (
     SocketAddr,
     Arc<std::sync::atomic::AtomicUsize>,
@@ -127,16 +144,7 @@ async fn malformed_chunk_size_lines_get_400_and_reach_no_server() {
         let answer = exchange(gw.addr, &wire).await;
         refused_with_400(&answer, &ext.escape_ascii().to_string());
     }
-    assert_eq!(
-        conns.load(Ordering::SeqCst),
-        0,
-        "no connection reached the server"
-    );
-    assert!(
-        got.lock().is_empty(),
-        "the server received {:?}",
-        got.lock()
-    );
+    assert_nothing_reached(&conns, &got);
 }
 
 #[tokio::test]
@@ -155,16 +163,7 @@ async fn chunked_twice_gets_400_and_reaches_no_server() {
         let answer = exchange(gw.addr, wire.as_bytes()).await;
         refused_with_400(&answer, te);
     }
-    assert_eq!(
-        conns.load(Ordering::SeqCst),
-        0,
-        "no connection reached the server"
-    );
-    assert!(
-        got.lock().is_empty(),
-        "the server received {:?}",
-        got.lock()
-    );
+    assert_nothing_reached(&conns, &got);
 }
 
 /// The same requests with well-formed framing do reach the server (the refusals above are
